@@ -1,0 +1,25 @@
+# The two commands: `make demo` and `make test`. Both install first (idempotent: seconds once done).
+# Into an existing environment (e.g. one with a CUDA torch): make install PYTHON=/path/to/env/bin/python
+VENV ?= .venv
+USER_PYTHON := $(PYTHON)
+PY := $(or $(USER_PYTHON),$(VENV)/bin/python)
+
+.PHONY: install test test-fast data demo clean
+
+install:
+	@VENV=$(VENV) PYTHON=$(USER_PYTHON) bash tools/install.sh
+
+test: install
+	$(PY) -m pytest tests -q -ra --durations=15
+
+test-fast: install
+	$(PY) -m pytest tests -q -m "not slow"
+
+data: install
+	$(PY) tools/make_mini_data.py --out data/mini
+
+demo: install data
+	PYTHON=$(PY) bash tools/demo.sh
+
+clean:
+	rm -rf work_dirs data/mini

@@ -1,0 +1,169 @@
+"""The backbone contract every family implements, written once.
+
+``forward(x)`` takes ``x: [B, in_channels, H, W]`` with H, W >= 32 and returns a tuple of NCHW maps
+for ``out_indices`` (stage ``i`` has stride ``4 * 2**i`` and spatial size ``ceil(H / stride) x
+ceil(W / stride)``); ``num_features`` lists the channels of all four stages and ``out_channels``
+those of the returned maps.
+
+A family subclass builds its layers, then provides:
+
+* ``stage_modules(i)``: the modules that compute stage ``i``'s output from the previous stage's
+  output (``i = 0`` is the stem). ``frozen_stages = k`` freezes groups ``0..k``, so the outputs of
+  stages ``1..k`` stop depending on any trainable parameter while the downsampling that feeds stage
+  ``k + 1`` stays trainable (as ResNet's ``frozen_stages``);
+* ``forward_features(x)``: the list of the four stage outputs, NCHW, before cropping.
+
+The base class validates arguments and inputs, crops the outputs to the contract's size, keeps frozen
+stages frozen and norms in eval mode through ``train()``, and loads ``init_cfg=Pretrained`` through
+the weight converter.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Sequence
+
+import torch
+from mmengine.model import BaseModule
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.checkpoint import checkpoint
+
+NUM_STAGES = 4
+MIN_SIZE = 32
+
+
+class VisionBackbone(BaseModule):
+    """Base class of all vt_backbones backbones (see the module docstring for the contract)."""
+
+    #: size name -> hyper-parameters; families fill it in.
+    arch_settings: dict[str, dict[str, Any]] = {}
+    #: variant name (``swin_t``) -> size name (``tiny``); families fill it in.
+    variants: dict[str, str] = {}
+
+    def __init__(self, arch: str | dict, in_channels: int = 3, out_indices: Sequence[int] = (0, 1, 2, 3),
+                 frozen_stages: int = -1, norm_eval: bool = False, with_cp: bool = False,
+                 drop_path_rate: float = 0.0, init_cfg: dict | list | None = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.arch = self.resolve_arch(arch)
+        if not isinstance(in_channels, int) or in_channels < 1:
+            raise ValueError(f'in_channels must be a positive int, got {in_channels!r}')
+        out_indices = tuple(out_indices) if isinstance(out_indices, Sequence) else (out_indices,)
+        if not out_indices or any(not isinstance(i, int) or not 0 <= i < NUM_STAGES for i in out_indices) \
+                or len(set(out_indices)) != len(out_indices):
+            raise ValueError(f'out_indices must be distinct stage indices in 0..{NUM_STAGES - 1}, '
+                             f'got {out_indices!r}')
+        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= NUM_STAGES:
+            raise ValueError(f'frozen_stages must be an int in -1..{NUM_STAGES} (-1: none, 0: the stem, '
+                             f'i: the stem and stages 1..i), got {frozen_stages!r}')
+        if not 0.0 <= drop_path_rate < 1.0:
+            raise ValueError(f'drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
+        self.in_channels = in_channels
+        self.out_indices = tuple(sorted(out_indices))
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+        self.drop_path_rate = drop_path_rate
+
+    # ---- arch -------------------------------------------------------------------------------
+    @classmethod
+    def resolve_arch(cls, arch: str | dict) -> dict[str, Any]:
+        """Returns the hyper-parameters of a size name or checks a dict of them."""
+        required = set(next(iter(cls.arch_settings.values())))
+        if isinstance(arch, str):
+            if arch not in cls.arch_settings:
+                raise ValueError(f'unknown arch {arch!r} for {cls.__name__}; '
+                                 f'valid: {sorted(cls.arch_settings)} or a dict with keys {sorted(required)}')
+            return dict(cls.arch_settings[arch])
+        if isinstance(arch, dict):
+            missing = required - set(arch)
+            if missing:
+                raise ValueError(f'arch dict for {cls.__name__} lacks {sorted(missing)}; '
+                                 f'it needs the keys {sorted(required)}')
+            return dict(arch)
+        raise TypeError(f'arch must be one of {sorted(cls.arch_settings)} or a dict, got {arch!r}')
+
+    @property
+    def out_channels(self) -> tuple[int, ...]:
+        return tuple(self.num_features[i] for i in self.out_indices)
+
+    # ---- to be provided by the family -------------------------------------------------------
+    num_features: tuple[int, ...]
+
+    def stage_modules(self, index: int) -> list[nn.Module]:
+        raise NotImplementedError
+
+    def forward_features(self, x: Tensor) -> list[Tensor]:
+        raise NotImplementedError
+
+    # ---- forward ----------------------------------------------------------------------------
+    def check_input(self, x: Tensor) -> None:
+        if not isinstance(x, Tensor) or x.dim() != 4:
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f'{type(self).__name__} expects x of shape [B, {self.in_channels}, H, W], got {shape}')
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f'x has {x.shape[1]} channels but in_channels={self.in_channels}')
+        if x.shape[2] < MIN_SIZE or x.shape[3] < MIN_SIZE:
+            raise ValueError(f'x must be at least {MIN_SIZE}x{MIN_SIZE} (H, W), got {tuple(x.shape[2:])}')
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        self.check_input(x)
+        H, W = x.shape[2:]
+        outs = []
+        for i, feat in enumerate(self.forward_features(x)):
+            if i in self.out_indices:
+                stride = 4 * 2 ** i
+                outs.append(feat[:, :, :math.ceil(H / stride), :math.ceil(W / stride)])
+        return tuple(outs)
+
+    def run_block(self, block: nn.Module, *args: Any) -> Any:
+        """Runs a block, with activation checkpointing when ``with_cp`` and gradients are on."""
+        if self.with_cp and torch.is_grad_enabled() and any(
+                isinstance(a, Tensor) and a.requires_grad for a in args):
+            return checkpoint(block, *args, use_reentrant=False)
+        return block(*args)
+
+    # ---- freezing and norm_eval -------------------------------------------------------------
+    def frozen_modules(self) -> Iterable[nn.Module]:
+        for index in range(self.frozen_stages + 1):
+            yield from self.stage_modules(index)
+
+    def freeze_stages(self) -> None:
+        for module in self.frozen_modules():
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True) -> 'VisionBackbone':
+        super().train(mode)
+        self.freeze_stages()
+        if mode and self.norm_eval:
+            for module in self.modules():
+                if isinstance(module, _BatchNorm):
+                    module.eval()
+        return self
+
+    # ---- weights ----------------------------------------------------------------------------
+    def init_weights(self) -> None:
+        """Initialises the family's way, or loads (and converts) ``init_cfg=dict(type='Pretrained')``."""
+        cfg = self.init_cfg
+        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            from .convert import load_pretrained  # the converter imports the model registry
+            load_pretrained(self, cfg['checkpoint'])
+            self._is_init = True
+            return
+        if cfg is None:  # already initialised at construction, the family's way
+            self._is_init = True
+            return
+        super().init_weights()
+
+    def reset_parameters(self) -> None:
+        """The family's own initialisation (truncated normal for linears by default)."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, (nn.LayerNorm, nn.GroupNorm, _BatchNorm)):
+                if module.weight is not None:
+                    nn.init.ones_(module.weight)
+                    nn.init.zeros_(module.bias)

@@ -1,0 +1,277 @@
+"""Weight conversion: official / timm / OpenMMLab checkpoints -> our backbone layout.
+
+Every family registers a `FamilyConverter` (at the end of its model file) that knows its source
+formats: how to recognise each one, how to rename/reorder its keys to ours, and what to drop. The
+generic steps live here:
+
+1. read the file weights-only and unwrap ``{'model': ...}`` / ``{'state_dict': ...}`` / a bare dict;
+2. strip ``module.`` and keep only ``backbone.*`` when a whole detector/segmentor was saved;
+3. detect the family and format (or use the model given), rename, drop what a backbone does not use;
+4. check against the target model's state_dict: resize relative-position tables (bicubic) when the
+   window differs, accept only the documented new keys (e.g. output norms) as missing, and fail
+   naming every missing, unexpected or mis-shaped key — never a silent partial load.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+StateDict = dict[str, Tensor]
+
+
+class ConversionError(ValueError):
+    """A checkpoint that cannot be converted into the requested model, with the reason."""
+
+
+@dataclass
+class SourceFormat:
+    """One layout a family's weights come in.
+
+    ``detect`` says whether a (prefix-stripped) state_dict is in this layout; ``to_ours`` renames and
+    reorders it into our key names and returns the keys it dropped with the reason.
+    """
+    name: str
+    detect: Callable[[Mapping[str, Tensor]], bool]
+    to_ours: Callable[[StateDict], tuple[StateDict, dict[str, str]]]
+
+
+@dataclass
+class FamilyConverter:
+    """The conversion knowledge of one family."""
+    family: str  # the backbone class name, e.g. 'SwinTransformer'
+    formats: list[SourceFormat]
+    guess_variant: Callable[[Mapping[str, Tensor]], str | None]  # on our key names
+    resizable: Callable[[str, Tensor, torch.Size], Tensor | None] = lambda key, value, shape: None
+    new_keys: tuple[str, ...] = ()  # regexes of our keys a checkpoint may lack (documented)
+
+    def detect_format(self, state_dict: Mapping[str, Tensor]) -> SourceFormat | None:
+        return next((fmt for fmt in self.formats if fmt.detect(state_dict)), None)
+
+
+CONVERTERS: dict[str, FamilyConverter] = {}
+
+
+def register_converter(converter: FamilyConverter) -> FamilyConverter:
+    CONVERTERS[converter.family] = converter
+    return converter
+
+
+@dataclass
+class ConversionReport:
+    source_format: str
+    model: str
+    dropped: dict[str, str] = field(default_factory=dict)
+    renamed: int = 0
+    resized: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
+    new: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        lines = [f'converted {self.source_format} weights for {self.model}: {self.renamed} keys renamed']
+        by_reason: dict[str, list[str]] = {}
+        for key, reason in self.dropped.items():
+            by_reason.setdefault(reason, []).append(key)
+        for reason, keys in by_reason.items():
+            lines.append(f'  dropped {len(keys)} ({reason}): {_abbreviate(keys)}')
+        by_shape: dict[tuple, list[str]] = {}
+        for key, shapes in self.resized.items():
+            by_shape.setdefault(shapes, []).append(key)
+        for (old, new), keys in by_shape.items():
+            lines.append(f'  resized {len(keys)} {list(old)} -> {list(new)} (bicubic): {_abbreviate(sorted(keys))}')
+        if self.new:
+            lines.append(f'  new in our model, left as initialised: {_abbreviate(self.new)}')
+        return '\n'.join(lines)
+
+
+def _abbreviate(keys: list[str], limit: int = 6) -> str:
+    shown = ', '.join(keys[:limit])
+    return shown + (f', ... ({len(keys) - limit} more)' if len(keys) > limit else '')
+
+
+# ---- reading ------------------------------------------------------------------------------------
+def read_checkpoint(path: str) -> dict:
+    """Loads a checkpoint file weights-only, with a clear error for missing or damaged files."""
+    if not os.path.isfile(path):
+        raise ConversionError(f'checkpoint file not found: {path}')
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as err:  # torch raises several types for truncated/foreign files
+        raise ConversionError(f'cannot read checkpoint {path}: {type(err).__name__}: {err}') from err
+
+
+def unwrap(checkpoint: Mapping) -> tuple[StateDict, str]:
+    """The state_dict inside a checkpoint and the wrapper key it was under (``''`` for bare)."""
+    if not isinstance(checkpoint, Mapping):
+        raise ConversionError(f'checkpoint holds a {type(checkpoint).__name__}, not a dict of tensors')
+    for wrapper in ('state_dict', 'model', 'module'):
+        inner = checkpoint.get(wrapper)
+        if isinstance(inner, Mapping) and inner and all(isinstance(v, Tensor) for v in inner.values()):
+            return dict(inner), wrapper
+    tensors = {k: v for k, v in checkpoint.items() if isinstance(v, Tensor)}
+    if not tensors:
+        raise ConversionError(f'no state_dict found in checkpoint (top-level keys: {sorted(checkpoint)[:10]})')
+    return tensors, ''
+
+
+def strip_prefixes(state_dict: StateDict) -> tuple[StateDict, dict[str, str]]:
+    """Removes ``module.`` (DDP) and keeps only ``backbone.*`` of a whole detector or segmentor."""
+    dropped = {}
+    if all(k.startswith('module.') for k in state_dict):
+        state_dict = {k[len('module.'):]: v for k, v in state_dict.items()}
+    if any(k.startswith('backbone.') for k in state_dict):
+        dropped = {k: 'not part of the backbone' for k in state_dict if not k.startswith('backbone.')}
+        state_dict = {k[len('backbone.'):]: v for k, v in state_dict.items() if k.startswith('backbone.')}
+    return state_dict, dropped
+
+
+# ---- converting ---------------------------------------------------------------------------------
+def detect(state_dict: Mapping[str, Tensor], family: str | None = None) -> tuple[FamilyConverter, SourceFormat]:
+    """Finds the family and source format of a prefix-stripped state_dict."""
+    candidates = [CONVERTERS[family]] if family else list(CONVERTERS.values())
+    for converter in candidates:
+        fmt = converter.detect_format(state_dict)
+        if fmt is not None:
+            return converter, fmt
+    if family:
+        others = [c.family for c in CONVERTERS.values() if c.family != family and c.detect_format(state_dict)]
+        seen = f'it looks like a {others[0]} checkpoint' if others else 'its keys match no known layout'
+        raise ConversionError(f'checkpoint is not a {family} checkpoint: {seen} '
+                              f'(first keys: {list(state_dict)[:3]})')
+    raise ConversionError(f'checkpoint matches no known family/format (first keys: {list(state_dict)[:3]}); '
+                          f'known families: {sorted(CONVERTERS)}')
+
+
+def convert_state_dict(state_dict: StateDict, model: nn.Module | None = None,
+                       model_name: str | None = None) -> tuple[StateDict, ConversionReport]:
+    """Converts a raw state_dict for ``model`` (or a variant by name, or auto-detected).
+
+    Raises `ConversionError` naming every missing, unexpected and mis-shaped key.
+    """
+    from . import create_backbone, family_of, list_models
+
+    state_dict, dropped = strip_prefixes(state_dict)
+    family = type(model).__name__ if model is not None else (family_of(model_name).__name__ if model_name else None)
+    if family is not None and family not in CONVERTERS:
+        raise ConversionError(f'no weight converter for {family}')
+    converter, fmt = detect(state_dict, family)
+    ours, fmt_dropped = fmt.to_ours(state_dict)
+    dropped.update(fmt_dropped)
+
+    if model is None:
+        model_name = model_name or converter.guess_variant(ours)
+        if model_name is None or model_name not in list_models():
+            raise ConversionError(f'cannot tell which {converter.family} variant this checkpoint is; '
+                                  f'pass --model (one of {[n for n in list_models() if family_of(n).__name__ == converter.family]})')
+        with torch.device('meta'):  # shapes only: no memory, no init cost
+            model = create_backbone(model_name)
+    name = model_name or type(model).__name__
+    target = {k: v.shape for k, v in model.state_dict().items()}
+
+    report = ConversionReport(fmt.name, name, dropped=dropped,
+                              renamed=sum(1 for k in ours if k not in state_dict))
+    missing = [k for k in target if k not in ours]
+    report.new = [k for k in missing if any(re.fullmatch(p, k) for p in converter.new_keys)]
+    missing = [k for k in missing if k not in report.new]
+    unexpected = [k for k in ours if k not in target]
+    misshaped = []
+    for key in ours.keys() & target.keys():
+        if ours[key].shape != target[key]:
+            resized = converter.resizable(key, ours[key], target[key])
+            if resized is None:
+                misshaped.append(f'{key}: checkpoint {list(ours[key].shape)} vs model {list(target[key])}')
+            else:
+                report.resized[key] = (tuple(ours[key].shape), tuple(resized.shape))
+                ours[key] = resized
+    problems = [f'{label} ({len(keys)}): {_abbreviate(sorted(keys), 10)}'
+                for label, keys in (('missing', missing), ('unexpected', unexpected), ('mis-shaped', misshaped))
+                if keys]
+    if problems:
+        raise ConversionError(f'{fmt.name} checkpoint does not fit {name}:\n  ' + '\n  '.join(problems))
+    return ours, report
+
+
+def resize_relative_position_table(key: str, table: Tensor, shape: torch.Size) -> Tensor | None:
+    """Bicubic resize of a square ``[(2w-1)^2, heads]`` relative-position table, as the official code.
+
+    Returns ``None`` for any other key or shape change (which then is an error).
+    """
+    if not key.endswith('relative_position_bias_table') or table.dim() != 2 or len(shape) != 2 \
+            or table.shape[1] != shape[1]:
+        return None
+    num_entries = shape[0]
+    """Bicubic resize of a square ``[(2w-1)^2, heads]`` relative-position table, as the official code."""
+    old, new = math.isqrt(table.shape[0]), math.isqrt(num_entries)
+    if old * old != table.shape[0] or new * new != num_entries:
+        return None
+    heads = table.shape[1]
+    grid = table.float().permute(1, 0).reshape(1, heads, old, old)
+    grid = F.interpolate(grid, size=(new, new), mode='bicubic', align_corners=False)
+    return grid.reshape(heads, new * new).permute(1, 0).contiguous().to(table.dtype)
+
+
+def rename(state_dict: StateDict, rules: list[tuple[str, str | Callable[[re.Match], str]]]) -> StateDict:
+    """Applies regex substitutions (``re.sub`` replacements), in order, to every key."""
+    out = {}
+    for key, value in state_dict.items():
+        for pattern, replacement in rules:
+            key = re.sub(pattern, replacement, key)
+        out[key] = value
+    return out
+
+
+def drop(state_dict: StateDict, rules: dict[str, str]) -> tuple[StateDict, dict[str, str]]:
+    """Removes keys fully matching any regex of ``rules`` (regex -> reason)."""
+    kept, dropped = {}, {}
+    for key, value in state_dict.items():
+        reason = next((r for p, r in rules.items() if re.fullmatch(p, key)), None)
+        if reason is None:
+            kept[key] = value
+        else:
+            dropped[key] = reason
+    return kept, dropped
+
+
+# ---- entry points -------------------------------------------------------------------------------
+def convert_file(src: str, dst: str, model_name: str | None = None) -> ConversionReport:
+    """Converts ``src`` into ``{'state_dict': ..., 'meta': ...}`` at ``dst``, written atomically."""
+    raw, wrapper = unwrap(read_checkpoint(src))
+    state_dict, report = convert_state_dict(raw, model_name=model_name)
+    meta = dict(source=os.path.abspath(src), model=report.model, format=report.source_format,
+                wrapper=wrapper or 'bare', new_keys=report.new)
+    save_atomically({'state_dict': state_dict, 'meta': meta}, dst)
+    return report
+
+
+def save_atomically(obj: object, dst: str) -> None:
+    """``torch.save`` to a temporary file beside ``dst``, then rename: never a half-written file."""
+    directory = os.path.dirname(os.path.abspath(dst))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.tmp_', suffix='.pth', dir=directory)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            torch.save(obj, f)
+        os.replace(tmp, dst)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def load_pretrained(model: nn.Module, path: str) -> ConversionReport:
+    """Loads any supported checkpoint into ``model`` (``init_cfg=dict(type='Pretrained')``)."""
+    from mmengine.logging import print_log
+    from mmengine.runner import CheckpointLoader
+
+    checkpoint = CheckpointLoader.load_checkpoint(path, map_location='cpu')
+    raw, _ = unwrap(checkpoint)
+    state_dict, report = convert_state_dict(raw, model=model)
+    missing, unexpected = model.load_state_dict(state_dict, strict=False)
+    assert sorted(missing) == sorted(report.new) and not unexpected, (missing, unexpected)
+    print_log(f'loaded {path}\n{report.summary()}', logger='current')
+    return report

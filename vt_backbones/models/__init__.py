@@ -1,0 +1,4 @@
+"""One module per family; importing it registers the family's class."""
+from .swin import SwinTransformer
+
+__all__ = ['SwinTransformer']
