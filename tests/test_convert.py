@@ -161,7 +161,8 @@ def test_swin_matches_mmdet_swin_through_openmmlab_conversion():
     mmdet_backbones = pytest.importorskip('mmdet.models.backbones')
     torch.manual_seed(0)
     theirs = mmdet_backbones.SwinTransformer(embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24),
-                                             drop_path_rate=0.0).eval()
+                                             drop_path_rate=0.0)
+    theirs.eval()  # (mmdet's train() returns None, so no chaining)
     for p in theirs.parameters():  # random (non-default) values everywhere, norms and tables included
         torch.nn.init.normal_(p, std=0.1)
     ckpt = {'state_dict': {f'backbone.{k}': v for k, v in theirs.state_dict().items()}}

@@ -46,7 +46,7 @@ pipi 'setuptools>=77.0.3,<82' wheel ninja psutil
 
 # 2. mmcv with ops, from a cached wheel or built once.
 if ! $PY -c 'from mmcv.ops import nms, RoIAlign; import mmcv; assert mmcv.__version__ == "'$MMCV_VERSION'"' 2>/dev/null; then
-  key=$($PY -c 'import sys, torch; print(f"torch{torch.__version__}-py{sys.version_info[0]}{sys.version_info[1]}-cuda{torch.version.cuda or \"none\"}".replace("+", "_"))')
+  key=$($PY -c 'import sys, torch; cuda = torch.version.cuda or "none"; print(f"torch{torch.__version__}-py{sys.version_info.major}{sys.version_info.minor}-cuda{cuda}".replace("+", "_"))')
   wheel_dir=$MMCV_CACHE/mmcv-$MMCV_VERSION-$key
   if ! ls "$wheel_dir"/mmcv-*.whl >/dev/null 2>&1; then
     echo "[install] building mmcv $MMCV_VERSION with ops for $key (about 11 min on 2 cores, once)"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -80,20 +81,78 @@ def round_up(value: int, multiple: int) -> int:
     return math.ceil(value / multiple) * multiple
 
 
-def window_partition(x: Tensor, window: tuple[int, int]) -> Tensor:
-    """``[B, H, W, C]`` (H, W multiples of the window) -> ``[B * nW, wh * ww, C]``."""
-    B, H, W, C = x.shape
-    wh, ww = window
-    x = x.view(B, H // wh, wh, W // ww, ww, C).transpose(2, 3)
-    return x.reshape(-1, wh * ww, C)
+@dataclass(frozen=True)
+class WindowGrid:
+    """How an ``H x W`` map is cut into (shifted) windows, cached per shape (`window_grid`).
+
+    One gather does the padding, the cyclic shift and the partition, one gather undoes them and crops,
+    and ``mask`` (``[nW, N, N]`` or ``None``) keeps attention inside Swin's shifted regions and away
+    from padded tokens.
+    """
+    height: int
+    width: int
+    padded_height: int
+    padded_width: int
+    window: tuple[int, int]
+    partition_index: Tensor  # [nW * N] window slot -> token of the padded map (flattened)
+    reverse_index: Tensor  # [H * W] real token -> window slot
+    mask: Tensor | None
+
+    @property
+    def num_windows(self) -> int:
+        return self.partition_index.numel() // (self.window[0] * self.window[1])
+
+    def partition(self, x: Tensor) -> Tensor:
+        """``[B, H, W, C]`` -> ``[B * nW, N, C]``."""
+        B, C = x.shape[0], x.shape[-1]
+        x = pad_hw(x, self.padded_height, self.padded_width)
+        x = x.reshape(B, -1, C).index_select(1, self.partition_index)
+        return x.view(B * self.num_windows, -1, C)
+
+    def reverse(self, windows: Tensor) -> Tensor:
+        """``[B * nW, N, C]`` -> ``[B, H, W, C]`` (shift undone, padding cropped)."""
+        C = windows.shape[-1]
+        x = windows.reshape(-1, self.partition_index.numel(), C)
+        return x.index_select(1, self.reverse_index).view(-1, self.height, self.width, C)
 
 
-def window_reverse(windows: Tensor, window: tuple[int, int], height: int, width: int) -> Tensor:
-    """Inverse of `window_partition`: ``[B * nW, wh * ww, C]`` -> ``[B, H, W, C]``."""
-    wh, ww = window
-    C = windows.shape[-1]
-    x = windows.view(-1, height // wh, width // ww, wh, ww, C).transpose(2, 3)
-    return x.reshape(-1, height, width, C)
+@functools.lru_cache(maxsize=64)
+def window_grid(height: int, width: int, window: tuple[int, int], shift: tuple[int, int] = (0, 0),
+                device: torch.device | None = None) -> WindowGrid:
+    """The `WindowGrid` of an ``H x W`` map, padded at the bottom/right to window multiples and
+    rolled by ``-shift`` (Swin's cyclic shift) before it is cut into windows."""
+    (wh, ww), (sh, sw) = window, shift
+    Hp, Wp = round_up(height, wh), round_up(width, ww)
+
+    def cut(grid: Tensor) -> Tensor:  # [Hp, Wp] -> [nW * N], windows in row-major order
+        return grid.view(Hp // wh, wh, Wp // ww, ww).transpose(1, 2).reshape(-1)
+
+    rows, cols = torch.arange(Hp), torch.arange(Wp)
+    # After the roll by -shift, position (r, c) holds the token from ((r + sh) % Hp, (c + sw) % Wp).
+    source = ((rows + sh) % Hp)[:, None] * Wp + ((cols + sw) % Wp)[None, :]
+    partition_index = cut(source)
+    slot_of_token = torch.empty_like(partition_index)
+    slot_of_token[partition_index] = torch.arange(partition_index.numel())
+    reverse_index = slot_of_token.view(Hp, Wp)[:height, :width].reshape(-1)
+
+    mask = None
+    if Hp > height or Wp > width or sh or sw:
+        padded = torch.zeros(Hp, Wp, dtype=torch.long)
+        padded[height:, :] = 1
+        padded[:, width:] = 1
+        labels = padded.view(-1)[partition_index]
+        if sh or sw:
+            # Swin's regions, in the rolled frame: the last `shift` rows/columns came around from
+            # the other side, the `window - shift` before them did not.
+            region_rows = torch.zeros(Hp, dtype=torch.long)
+            region_rows[Hp - wh:], region_rows[Hp - sh:] = 1, 2
+            region_cols = torch.zeros(Wp, dtype=torch.long)
+            region_cols[Wp - ww:], region_cols[Wp - sw:] = 1, 2
+            labels = labels * 9 + cut(region_rows[:, None] * 3 + region_cols[None, :])
+        windows = labels.view(-1, wh * ww)
+        same = windows[:, :, None] == windows[:, None, :]  # a token always shares its own label
+        mask = torch.zeros(same.shape).masked_fill_(~same, MASKED).to(device)
+    return WindowGrid(height, width, Hp, Wp, window, partition_index.to(device), reverse_index.to(device), mask)
 
 
 @functools.lru_cache(maxsize=32)
@@ -110,46 +169,6 @@ def relative_position_bias(table: Tensor, window: tuple[int, int]) -> Tensor:
     index = relative_position_index(*window, device=table.device)
     N = index.shape[0]
     return table[index.view(-1)].view(N, N, -1).permute(2, 0, 1)
-
-
-def label_mask(labels: Tensor, window: tuple[int, int], shift: tuple[int, int] = (0, 0)) -> Tensor:
-    """Float mask ``[nW, N, N]`` letting a token attend only to tokens of its own label.
-
-    ``labels`` is an ``[H, W]`` integer map (H, W multiples of the window) of the padded feature
-    map: padded tokens and the regions that a cyclic shift brings together carry different labels.
-    The map is rolled by ``-shift`` like the features before it is split into windows.
-    """
-    if any(shift):
-        labels = labels.roll((-shift[0], -shift[1]), dims=(0, 1))
-    windows = window_partition(labels[None, :, :, None], window).squeeze(-1)  # [nW, N]
-    same = windows[:, :, None] == windows[:, None, :]
-    return torch.zeros(same.shape, device=labels.device).masked_fill_(~same, MASKED)
-
-
-@functools.lru_cache(maxsize=64)
-def window_attention_mask(height: int, width: int, padded_height: int, padded_width: int,
-                          window: tuple[int, int], shift: tuple[int, int],
-                          device: torch.device) -> Tensor | None:
-    """Mask ``[nW, N, N]`` for (shifted) window attention on a map padded from H x W, cached per shape.
-
-    Shifted windows keep Swin's regions (tokens wrapped around by the cyclic shift do not see each
-    other); padded tokens are never keys of real tokens. Returns ``None`` when nothing is masked.
-    """
-    pad = padded_height > height or padded_width > width
-    if not pad and not any(shift):
-        return None
-    labels = torch.zeros(padded_height, padded_width, dtype=torch.long, device=device)
-    if any(shift):
-        (wh, ww), (sh, sw) = window, shift
-        for size, w, s, dim in ((padded_height, wh, sh, 0), (padded_width, ww, sw, 1)):
-            region = torch.zeros(size, dtype=torch.long, device=device)
-            region[size - w:] = 1
-            region[size - s:] = 2
-            labels = labels * 3 + (region[:, None] if dim == 0 else region[None, :])
-    if pad:
-        labels[height:, :] = -1
-        labels[:, width:] = -1
-    return label_mask(labels, window, shift)
 
 
 def attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None,

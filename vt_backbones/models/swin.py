@@ -4,8 +4,7 @@ Follows the official detection backbone: shifted windows with the official regio
 every stage to a window multiple, the shift kept at stage 4 even when the map is no larger than the
 window, and one LayerNorm per output. Deviation: padded tokens are masked out of the attention, so
 padding never changes the outputs of real tokens (the official code lets them attend to zeros).
-The map is padded once per stage instead of once per block; with the mask the two are the same for
-real tokens.
+Only the attention sees padding: the projections and the MLP run on the real tokens.
 """
 from __future__ import annotations
 
@@ -19,19 +18,20 @@ from torch import Tensor, nn
 from ..base import VisionBackbone
 from ..convert import (FamilyConverter, SourceFormat, StateDict, drop, register_converter, rename,
                        resize_relative_position_table)
-from ..layers import (DropPath, Mlp, PatchEmbed, attention, bhwc_to_nchw, drop_path_rates, pad_hw,
-                      relative_position_bias, round_up, window_attention_mask, window_partition, window_reverse)
+from ..layers import (DropPath, Mlp, PatchEmbed, WindowGrid, attention, bhwc_to_nchw, drop_path_rates,
+                      relative_position_bias, window_grid)
 from ..registry import MODELS
 
 
 class WindowAttention(nn.Module):
     """Multi-head self-attention inside windows with a learned relative position bias.
 
-    ``[B * nW, N, C]`` windows (+ an optional ``[nW, N, N]`` mask) -> ``[B * nW, N, C]``.
+    The projections ``qkv`` and ``proj`` are applied by `SwinBlock` on the real tokens only; this
+    module attends within windows: ``[B * nW, N, 3C]`` (+ a ``[nW, N, N]`` mask) -> ``[B * nW, N, C]``.
     """
 
     def __init__(self, dim: int, num_heads: int, window_size: int, qkv_bias: bool = True,
-                 attn_drop: float = 0.0, proj_drop: float = 0.0) -> None:
+                 attn_drop: float = 0.0) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.window = (window_size, window_size)
@@ -39,11 +39,10 @@ class WindowAttention(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.attn_drop = attn_drop
         self.proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(proj_drop)
 
-    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        B_, N, C = x.shape
-        q, k, v = self.qkv(x).view(B_, N, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+    def forward(self, qkv: Tensor, mask: Tensor | None) -> Tensor:
+        B_, N, C3 = qkv.shape
+        q, k, v = qkv.view(B_, N, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
         bias = relative_position_bias(self.relative_position_bias_table, self.window)  # [heads, N, N]
         if mask is None:
             x = attention(q, k, v, bias, self.attn_drop, self.training)
@@ -53,12 +52,15 @@ class WindowAttention(nn.Module):
             shape5 = (B_ // nW, nW, self.num_heads, N, -1)
             x = attention(q.reshape(shape5), k.reshape(shape5), v.reshape(shape5),
                           bias + mask[:, None], self.attn_drop, self.training)
-        x = x.reshape(B_, self.num_heads, N, -1).transpose(1, 2).reshape(B_, N, C)
-        return self.proj_drop(self.proj(x))
+        return x.reshape(B_, self.num_heads, N, -1).transpose(1, 2).reshape(B_, N, C3 // 3)
 
 
 class SwinBlock(nn.Module):
-    """Pre-norm block: (shifted) window attention, then MLP. ``[B, Hp, Wp, C]`` -> same shape."""
+    """Pre-norm block: (shifted) window attention, then MLP. ``[B, H, W, C]`` -> same shape.
+
+    Only the attention itself sees the padded, shifted windows (`WindowGrid`); the projections and
+    the MLP run on the real tokens.
+    """
 
     def __init__(self, dim: int, num_heads: int, window_size: int, shift_size: int, mlp_ratio: float,
                  qkv_bias: bool, drop: float, attn_drop: float, drop_path: float) -> None:
@@ -66,21 +68,16 @@ class SwinBlock(nn.Module):
         self.window = (window_size, window_size)
         self.shift = (shift_size, shift_size)
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = WindowAttention(dim, num_heads, window_size, qkv_bias, attn_drop, drop)
+        self.attn = WindowAttention(dim, num_heads, window_size, qkv_bias, attn_drop)
+        self.drop = nn.Dropout(drop)
         self.drop_path = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
 
-    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        _, Hp, Wp, _ = x.shape
-        shortcut = x
-        x = self.norm1(x)
-        if any(self.shift):
-            x = torch.roll(x, (-self.shift[0], -self.shift[1]), dims=(1, 2))
-        x = window_reverse(self.attn(window_partition(x, self.window), mask), self.window, Hp, Wp)
-        if any(self.shift):
-            x = torch.roll(x, self.shift, dims=(1, 2))
-        x = shortcut + self.drop_path(x)
+    def forward(self, x: Tensor, grid: WindowGrid) -> Tensor:
+        windows = grid.partition(self.attn.qkv(self.norm1(x)))
+        attended = grid.reverse(self.attn(windows, grid.mask))
+        x = x + self.drop_path(self.drop(self.attn.proj(attended)))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
@@ -103,14 +100,13 @@ class PatchMerging(nn.Module):
 class SwinStage(nn.Module):
     """Blocks alternating regular and shifted windows, then the patch merging that feeds the next stage.
 
-    The map is padded to a window multiple once; the two masks (regular, shifted) are cached per shape.
+    The two window grids (regular, shifted: gather indices and masks) are cached per map shape.
     """
 
     def __init__(self, dim: int, depth: int, num_heads: int, window_size: int, mlp_ratio: float,
                  qkv_bias: bool, drop: float, attn_drop: float, drop_paths: Sequence[float],
                  downsample: bool) -> None:
         super().__init__()
-        self.window_size = window_size
         self.blocks = nn.ModuleList([
             SwinBlock(dim, num_heads, window_size, 0 if i % 2 == 0 else window_size // 2, mlp_ratio,
                       qkv_bias, drop, attn_drop, drop_paths[i]) for i in range(depth)])
@@ -118,13 +114,10 @@ class SwinStage(nn.Module):
 
     def forward(self, x: Tensor, run_block) -> Tensor:
         _, H, W, _ = x.shape
-        ws = self.window_size
-        Hp, Wp = round_up(H, ws), round_up(W, ws)
-        masks = [window_attention_mask(H, W, Hp, Wp, block.window, block.shift, x.device) for block in self.blocks[:2]]
-        x = pad_hw(x, Hp, Wp)
+        grids = [window_grid(H, W, block.window, block.shift, x.device) for block in self.blocks[:2]]
         for i, block in enumerate(self.blocks):
-            x = run_block(block, x, masks[i % 2])
-        return x[:, :H, :W]
+            x = run_block(block, x, grids[i % 2])
+        return x
 
 
 @MODELS.register_module()
