@@ -17,13 +17,13 @@
      exactly those four names on that class and raises for anything else, so a checkpoint still
      cannot use ``getattr`` to reach arbitrary attributes.
    - numpy, for the ``float64``/``int64`` arrays inside ``HistoryBuffer`` and the numpy scalars in
-     ``message_hub['runtime_info']`` (``eta``, a ``best_score`` from mmseg's metrics):
-     ``numpy._core.multiarray._reconstruct`` and ``numpy.ndarray`` (arrays),
-     ``numpy._core.multiarray.scalar`` (scalars), ``numpy.dtype`` (called to make a dtype) and
-     ``numpy.dtypes.Float64DType``/``Int64DType`` (the unpickler sets state only on allowlisted
-     types, so these two dtypes are the only ones a checkpoint can build; object, void and other
-     dtypes stay refused). The two ``multiarray`` functions are also allowed under their numpy 1
-     names, ``numpy.core.multiarray.*``, for checkpoints written with numpy 1.
+     ``message_hub['runtime_info']``: ``eta`` (``float64``) and, with ``save_best``, ``best_score``
+     (``float32`` from mmseg's ``IoUMetric``): ``numpy._core.multiarray._reconstruct`` and
+     ``numpy.ndarray`` (arrays), ``numpy._core.multiarray.scalar`` (scalars), ``numpy.dtype`` (called
+     to make a dtype) and ``numpy.dtypes.Float32DType``/``Float64DType``/``Int64DType``: the unpickler
+     sets state only on allowlisted types, so these three are the only dtypes a checkpoint can build
+     (object, void and other dtypes stay refused). The two ``multiarray`` functions are also allowed
+     under their numpy 1 names, ``numpy.core.multiarray.*``, for checkpoints written with numpy 1.
 
    Everything else mmengine writes (tensors, ``OrderedDict``, ``Counter`` from ``MultiStepLR``,
    plain containers and scalars) is allowed by torch already.
@@ -77,6 +77,7 @@ def _allow_mmengine_checkpoints() -> None:
         (multiarray.scalar, 'numpy.core.multiarray.scalar'),
         np.ndarray,
         np.dtype,
+        np.dtypes.Float32DType,
         np.dtypes.Float64DType,
         np.dtypes.Int64DType,
     ])
@@ -93,6 +94,7 @@ def _patch_once(owner: Any, name: str, make_wrapper: Callable[[Callable], Callab
 
 
 def _init_dist_without_cuda(original: Callable) -> Callable:
+    """``_init_dist_pytorch`` for a machine without CUDA."""
     def init(backend: str, init_backend: str = 'torch', **kwargs: Any) -> None:
         if init_backend != 'torch':
             return original(backend, init_backend=init_backend, **kwargs)
@@ -102,6 +104,7 @@ def _init_dist_without_cuda(original: Callable) -> Callable:
 
 
 def _ddp_without_cuda(original: Callable) -> Callable:
+    """``MMDistributedDataParallel.__init__`` for a CPU module."""
     def init(self: MMDistributedDataParallel, module: nn.Module, detect_anomalous_params: bool = False,
              **kwargs: Any) -> None:
         kwargs.pop('device_ids', None)  # DDP takes no device_ids for a CPU module

@@ -44,14 +44,12 @@ class WindowAttention(nn.Module):
         B_, N, C3 = qkv.shape
         q, k, v = qkv.view(B_, N, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
         bias = relative_position_bias(self.relative_position_bias_table, self.window)  # [heads, N, N]
-        if mask is None:
-            x = attention(q, k, v, bias, self.attn_drop, self.training)
-        else:
-            # Split the window batch into (images, windows) so the per-window mask broadcasts.
+        if mask is not None:
+            # Per-window mask for every image of the batch: [B * nW, heads, N, N] keeps SDPA on its
+            # fused 4-D kernel (a view when B = 1).
             nW = mask.shape[0]
-            shape5 = (B_ // nW, nW, self.num_heads, N, -1)
-            x = attention(q.reshape(shape5), k.reshape(shape5), v.reshape(shape5),
-                          bias + mask[:, None], self.attn_drop, self.training)
+            bias = (bias + mask[:, None]).expand(B_ // nW, -1, -1, -1, -1).reshape(B_, self.num_heads, N, N)
+        x = attention(q, k, v, bias, self.attn_drop, self.training)
         return x.reshape(B_, self.num_heads, N, -1).transpose(1, 2).reshape(B_, N, C3 // 3)
 
 

@@ -1,0 +1,307 @@
+"""vt_backbones.compat: weights-only loading of mmengine checkpoints and distributed runs without CUDA.
+
+The toy model, dataset, metric and hook are registered in mmengine's root registries under
+``CompatToy*`` names; the 2-process run imports this module through ``custom_imports``.
+"""
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import os
+import pickle
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pytest
+import torch
+from mmcv.cnn import build_norm_layer
+from mmengine.device import get_device
+from mmengine.dist import utils as dist_utils
+from mmengine.evaluator import BaseMetric
+from mmengine.hooks import Hook
+from mmengine.logging import HistoryBuffer
+from mmengine.model import BaseModel, MMDistributedDataParallel
+from mmengine.registry import DATASETS, HOOKS, METRICS, MODELS, DefaultScope
+from mmengine.runner import Runner, load_checkpoint
+from torch import nn
+from torch.utils.data import Dataset
+
+import vt_backbones.compat  # noqa: F401  the module under test
+
+REPO = Path(__file__).resolve().parents[1]
+cpu_only = pytest.mark.skipif(get_device() != 'cpu', reason='the distributed fallbacks apply only without CUDA')
+
+
+@MODELS.register_module(force=True)
+class CompatToyModel(BaseModel):
+    """Linear regression with a norm layer from ``norm_cfg``."""
+
+    def __init__(self, norm_cfg: dict | None = None, init_cfg: dict | None = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.linear = nn.Linear(2, 4)
+        self.norm_name, norm = build_norm_layer(norm_cfg or dict(type='BN1d'), 4)
+        self.add_module(self.norm_name, norm)
+        self.head = nn.Linear(4, 1)
+
+    def forward(self, inputs: Sequence[torch.Tensor], labels: Sequence[torch.Tensor],
+                mode: str = 'tensor') -> Any:
+        x = torch.stack(list(inputs))
+        out = self.head(getattr(self, self.norm_name)(self.linear(x))).squeeze(1)
+        y = torch.stack(list(labels))
+        if mode == 'loss':
+            return dict(loss=((out - y) ** 2).mean())
+        return [dict(pred=p, label=t) for p, t in zip(out, y)]
+
+
+@DATASETS.register_module(force=True)
+class CompatToyDataset(Dataset):
+    metainfo = dict(classes=('toy',))
+
+    def __len__(self) -> int:
+        return 16
+
+    def __getitem__(self, i: int) -> dict:
+        return dict(inputs=torch.tensor([i / 16, 1.0]), labels=torch.tensor(float(i % 2)))
+
+
+@METRICS.register_module(force=True)
+class CompatToyMetric(BaseMetric):
+    def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
+        self.results.extend(float((s['pred'] - s['label']) ** 2) for s in data_samples)
+
+    def compute_metrics(self, results: list) -> dict:
+        # np.float32 like mmseg's IoUMetric: with save_best it lands in message_hub's runtime_info
+        return dict(mse=np.float32(np.mean(results)), count=len(results))
+
+
+@HOOKS.register_module(force=True)
+class CompatToyProbeHook(Hook):
+    """Records what each rank saw into ``<work_dir>/probe_rank<r>.json``."""
+
+    def after_train(self, runner: Runner) -> None:
+        model = runner.model
+        record = dict(
+            rank=runner.rank, world_size=runner.world_size, iter=runner.iter,
+            backend=torch.distributed.get_backend() if torch.distributed.is_initialized() else None,
+            wrapper=type(model).__name__, device_ids=getattr(model, 'device_ids', None),
+            norms=sorted({type(m).__name__ for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}),
+            val_count=int(runner.message_hub.get_scalar('val/count').current()))
+        Path(runner.work_dir, f'probe_rank{runner.rank}.json').write_text(json.dumps(record))
+
+
+class RecordIterHook(Hook):
+    """Remembers the iteration training starts from and how many iterations run."""
+
+    def before_train(self, runner: Runner) -> None:
+        self.start_iter = runner.iter
+        self.steps = 0
+
+    def after_train_iter(self, runner: Runner, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
+        self.steps += 1
+
+
+def toy_runner(work_dir: Path, name: str, max_iters: int, **kwargs: Any) -> Runner:
+    return Runner(
+        model=dict(type='CompatToyModel'), work_dir=str(work_dir), experiment_name=name,
+        train_dataloader=dict(dataset=dict(type='CompatToyDataset'), batch_size=4, num_workers=0,
+                              sampler=dict(type='DefaultSampler', shuffle=True)),
+        optim_wrapper=dict(optimizer=dict(type='AdamW', lr=0.01)),
+        param_scheduler=[dict(type='MultiStepLR', milestones=[2], by_epoch=False)],
+        val_dataloader=dict(dataset=dict(type='CompatToyDataset'), batch_size=4, num_workers=0,
+                            sampler=dict(type='DefaultSampler', shuffle=False)),
+        val_evaluator=dict(type='CompatToyMetric'), val_cfg=dict(),
+        train_cfg=dict(by_epoch=False, max_iters=max_iters, val_interval=3),
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=3, by_epoch=False,
+                                           save_best='mse', rule='less')),
+        randomness=dict(seed=0), **kwargs)
+
+
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Trains 3 iterations, validates once and saves ``iter_3.pth`` and ``best_mse_iter_3.pth``."""
+    work_dir = tmp_path_factory.mktemp('toy')
+    toy_runner(work_dir, 'compat_toy_train', max_iters=3).train()
+    return work_dir / 'iter_3.pth'
+
+
+def test_default_torch_load_accepts_mmengine_checkpoint(checkpoint: Path) -> None:
+    ckpt = torch.load(checkpoint)  # torch's default: weights_only=True
+    assert ckpt['meta']['iter'] == 3
+    loss = ckpt['message_hub']['log_scalars']['train/loss']
+    assert isinstance(loss, HistoryBuffer) and len(loss.data[0]) == 3
+    assert np.isfinite(loss.statistics('mean'))
+    assert isinstance(ckpt['message_hub']['runtime_info']['eta'], np.float64)
+    best = torch.load(checkpoint.with_name('best_mse_iter_3.pth'))
+    assert isinstance(best['message_hub']['runtime_info']['best_score'], np.float32)
+    for path in (checkpoint, checkpoint.with_name('best_mse_iter_3.pth')):
+        assert torch.serialization.get_unsafe_globals_in_checkpoint(path) == []  # none left unallowed
+
+
+def test_resume_restores_iteration_and_optimizer(checkpoint: Path, tmp_path: Path) -> None:
+    record = RecordIterHook()
+    runner = toy_runner(tmp_path, 'compat_toy_resume', max_iters=4, resume=True, load_from=str(checkpoint),
+                        custom_hooks=[record])
+    runner.train()
+    assert (record.start_iter, record.steps, runner.iter) == (3, 1, 4)
+    adam_steps = {float(s['step']) for s in runner.optim_wrapper.optimizer.state.values()}
+    assert adam_steps == {4.0}  # 3 restored + 1 new; a fresh optimizer would say 1
+    assert runner.optim_wrapper.get_lr()['lr'] == [pytest.approx(0.001)]  # MultiStepLR past its milestone
+
+
+def test_load_checkpoint_and_pretrained_init(checkpoint: Path) -> None:
+    saved = torch.load(checkpoint)['state_dict']
+    model = CompatToyModel()
+    load_checkpoint(model, str(checkpoint), map_location='cpu')
+    pretrained = CompatToyModel(init_cfg=dict(type='Pretrained', checkpoint=str(checkpoint)))
+    pretrained.init_weights()
+    for m in (model, pretrained):
+        for key, value in m.state_dict().items():
+            assert torch.equal(value, saved[key]), key
+
+
+class _RunsShell:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return os.system, (f'touch {self.marker}',)
+
+
+class _ReachesAttribute:
+    def __reduce__(self) -> tuple:
+        return getattr, (HistoryBuffer, 'register_statistics')
+
+
+@pytest.mark.parametrize('payload', ['os.system', 'getattr', 'object array'])
+def test_unsafe_checkpoints_are_still_rejected(payload: str, tmp_path: Path) -> None:
+    marker = tmp_path / 'pwned'
+    obj = {'os.system': _RunsShell(marker), 'getattr': _ReachesAttribute(),
+           'object array': np.array([1, 'a'], dtype=object)}[payload]
+    path = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {}, 'meta': obj}, path)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path)
+    assert not marker.exists()
+
+
+def test_numpy1_checkpoint_names_load() -> None:
+    buf = io.BytesIO()
+    torch.save(dict(hub=HistoryBuffer([1.0, 2.0], [1, 1]), eta=np.float64(2.5)), buf,
+               _use_new_zipfile_serialization=False)  # legacy format: the pickle's GLOBALs are plain text
+    numpy1 = buf.getvalue().replace(b'numpy._core.multiarray', b'numpy.core.multiarray')
+    assert b'numpy.core.multiarray' in numpy1
+    loaded = torch.load(io.BytesIO(numpy1))
+    assert loaded['hub'].mean() == 1.5 and loaded['eta'] == 2.5
+
+
+@cpu_only
+def test_syncbn_builds_as_batchnorm() -> None:
+    name, layer = build_norm_layer(dict(type='SyncBN', requires_grad=True), 8)
+    assert name == 'bn' and not isinstance(layer, nn.SyncBatchNorm)
+    assert isinstance(layer, nn.modules.batchnorm._BatchNorm)
+    out = layer.train()(torch.randn(2, 8, 5, 5))
+    assert out.shape == (2, 8, 5, 5) and layer.num_batches_tracked.item() == 1
+
+
+@cpu_only
+def test_mmseg_head_with_syncbn_runs_on_cpu() -> None:
+    seg_models = pytest.importorskip('mmseg.registry').MODELS
+    with DefaultScope.overwrite_default_scope('mmseg'):  # as a config's default_scope does
+        head = seg_models.build(dict(type='FCNHead', in_channels=8, channels=8, num_convs=1, num_classes=3,
+                                     norm_cfg=dict(type='SyncBN', requires_grad=True)))
+    assert not any(isinstance(m, nn.SyncBatchNorm) for m in head.modules())
+    assert head.train()([torch.randn(2, 8, 6, 6)]).shape == (2, 3, 6, 6)
+
+
+@cpu_only
+def test_single_process_dist_init_and_ddp(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mmengine.dist import init_dist
+    monkeypatch.setattr('mmengine.dist.utils.mp.set_start_method', lambda method: None)  # keep pytest's
+    monkeypatch.setenv('RANK', '0')
+    monkeypatch.setenv('LOCAL_RANK', '0')
+    monkeypatch.setenv('WORLD_SIZE', '1')
+    monkeypatch.setenv('MASTER_ADDR', '127.0.0.1')
+    monkeypatch.setenv('MASTER_PORT', str(_free_port()))
+    init_dist('pytorch', backend='nccl')  # what mmdet/mmseg configs ask for
+    try:
+        assert torch.distributed.get_backend() == 'gloo'
+        model = nn.Sequential(nn.Linear(2, 4), nn.SyncBatchNorm(4))
+        ddp = MMDistributedDataParallel(module=model, device_ids=[0], broadcast_buffers=False)
+        assert ddp.device_ids is None
+        assert not any(isinstance(m, nn.SyncBatchNorm) for m in ddp.modules())
+        ddp(torch.randn(3, 2)).sum().backward()
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_reimport_patches_once() -> None:
+    patched = (MMDistributedDataParallel.__init__, dist_utils._init_dist_pytorch, MODELS.get('SyncBN'))
+    importlib.reload(vt_backbones.compat)
+    assert (MMDistributedDataParallel.__init__, dist_utils._init_dist_pytorch, MODELS.get('SyncBN')) == patched
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+DIST_CONFIG = """
+custom_imports = dict(imports=['test_compat'], allow_failed_imports=False)
+model = dict(type='CompatToyModel', norm_cfg=dict(type='SyncBN'))
+sync_bn = 'torch'
+env_cfg = dict(dist_cfg=dict(backend='nccl'))
+train_dataloader = dict(dataset=dict(type='CompatToyDataset'), batch_size=2, num_workers=0,
+                        sampler=dict(type='DefaultSampler', shuffle=True))
+val_dataloader = dict(dataset=dict(type='CompatToyDataset'), batch_size=2, num_workers=0,
+                      sampler=dict(type='DefaultSampler', shuffle=False))
+val_evaluator = dict(type='CompatToyMetric')
+val_cfg = dict()
+optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.01))
+train_cfg = dict(by_epoch=False, max_iters=2, val_interval=2)
+default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False))
+custom_hooks = [dict(type='CompatToyProbeHook')]
+randomness = dict(seed=0)
+test_dataloader = val_dataloader
+test_evaluator = val_evaluator
+test_cfg = dict()
+"""
+
+
+def run_dist_tool(tmp_path: Path, script: str, *args: str) -> None:
+    """Runs ``tools/<script>`` with 2 CPU processes on :data:`DIST_CONFIG`, which imports this module."""
+    config = tmp_path / 'toy_dist.py'
+    config.write_text(DIST_CONFIG)
+    env = dict(os.environ, PYTHON=sys.executable, PORT=str(_free_port()),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get('PYTHONPATH')])))
+    env.pop('OMP_NUM_THREADS', None)
+    cmd = ['bash', str(REPO / 'tools' / script), str(config), *args]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+@cpu_only
+def test_dist_train_two_cpu_processes(tmp_path: Path) -> None:
+    work_dir = tmp_path / 'work'
+    run_dist_tool(tmp_path, 'dist_train.sh', '2', '--work-dir', str(work_dir))
+    for rank in (0, 1):
+        record = json.loads((work_dir / f'probe_rank{rank}.json').read_text())
+        assert record == dict(rank=rank, world_size=2, iter=2, backend='gloo', wrapper='MMDistributedDataParallel',
+                              device_ids=None, norms=['_BatchNormXd'], val_count=16)
+    assert (work_dir / 'iter_2.pth').exists()
+
+
+@pytest.mark.slow
+@cpu_only
+def test_dist_test_two_cpu_processes(checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / 'preds.pkl'
+    run_dist_tool(tmp_path, 'dist_test.sh', str(checkpoint), '2', '--work-dir', str(tmp_path / 'work'),
+                  '--out', str(out))
+    with open(out, 'rb') as f:
+        assert len(pickle.load(f)) == 16  # both ranks' halves of the test set
