@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -102,6 +103,11 @@ def read_checkpoint(path: str) -> dict:
         raise ConversionError(f'checkpoint file not found: {path}')
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ConversionError(
+            f'cannot read checkpoint {path} weights-only: it holds a non-tensor object ({err}).\n'
+            f'If you trust the file, keep only its weights first: python -c "import torch; '
+            f"torch.save(torch.load('{path}', weights_only=False)['model'], 'weights.pth')\"") from err
     except Exception as err:  # torch raises several types for truncated/foreign files
         raise ConversionError(f'cannot read checkpoint {path}: {type(err).__name__}: {err}') from err
 
@@ -268,7 +274,8 @@ def load_pretrained(model: nn.Module, path: str) -> ConversionReport:
     from mmengine.logging import print_log
     from mmengine.runner import CheckpointLoader
 
-    checkpoint = CheckpointLoader.load_checkpoint(path, map_location='cpu')
+    is_url = '://' in path
+    checkpoint = CheckpointLoader.load_checkpoint(path, map_location='cpu') if is_url else read_checkpoint(path)
     raw, _ = unwrap(checkpoint)
     state_dict, report = convert_state_dict(raw, model=model)
     missing, unexpected = model.load_state_dict(state_dict, strict=False)

@@ -9,7 +9,7 @@ Only the attention sees padding: the projections and the MLP run on the real tok
 from __future__ import annotations
 
 import re
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -50,7 +50,7 @@ class WindowAttention(nn.Module):
             nW = mask.shape[0]
             bias = (bias + mask[:, None]).expand(B_ // nW, -1, -1, -1, -1).reshape(B_, self.num_heads, N, N)
         x = attention(q, k, v, bias, self.attn_drop, self.training)
-        return x.reshape(B_, self.num_heads, N, -1).transpose(1, 2).reshape(B_, N, C3 // 3)
+        return x.transpose(1, 2).reshape(B_, N, C3 // 3)
 
 
 class SwinBlock(nn.Module):
@@ -110,7 +110,7 @@ class SwinStage(nn.Module):
                       qkv_bias, drop, attn_drop, drop_paths[i]) for i in range(depth)])
         self.downsample = PatchMerging(dim) if downsample else None
 
-    def forward(self, x: Tensor, run_block) -> Tensor:
+    def forward(self, x: Tensor, run_block: Callable[..., Tensor]) -> Tensor:
         _, H, W, _ = x.shape
         grids = [window_grid(H, W, block.window, block.shift, x.device) for block in self.blocks[:2]]
         for i, block in enumerate(self.blocks):
