@@ -43,10 +43,10 @@ class WindowAttention(nn.Module):
     def forward(self, qkv: Tensor, mask: Tensor | None) -> Tensor:
         B_, N, C3 = qkv.shape
         q, k, v = qkv.view(B_, N, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
-        bias = relative_position_bias(self.relative_position_bias_table, self.window)  # [heads, N, N]
+        # [1, heads, N, N]: a 4-D mask keeps SDPA on its fused kernel (a 3-D one takes the reference path).
+        bias = relative_position_bias(self.relative_position_bias_table, self.window)[None]
         if mask is not None:
-            # Per-window mask for every image of the batch: [B * nW, heads, N, N] keeps SDPA on its
-            # fused 4-D kernel (a view when B = 1).
+            # The per-window mask for every image of the batch, [B * nW, heads, N, N] (a view when B = 1).
             nW = mask.shape[0]
             bias = (bias + mask[:, None]).expand(B_ // nW, -1, -1, -1, -1).reshape(B_, self.num_heads, N, N)
         x = attention(q, k, v, bias, self.attn_drop, self.training)
@@ -73,9 +73,9 @@ class SwinBlock(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
 
     def forward(self, x: Tensor, grid: WindowGrid) -> Tensor:
-        windows = grid.partition(self.attn.qkv(self.norm1(x)))
-        attended = grid.reverse(self.attn(windows, grid.mask))
-        x = x + self.drop_path(self.drop(self.attn.proj(attended)))
+        # One expression, so the window tensors are freed before the MLP runs.
+        x = x + self.drop_path(self.drop(self.attn.proj(
+            grid.reverse(self.attn(grid.partition(self.attn.qkv(self.norm1(x))), grid.mask)))))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 

@@ -1,0 +1,232 @@
+"""tools/benchmark.py: FLOP counting (incl. the SDPA handle), memory accounting, the CLI and its json.
+
+Nothing here times anything: the benchmark's numbers are ratios from a real run, not assertions.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import vt_backbones
+
+REPO = Path(__file__).resolve().parents[1]
+TOOL = REPO / 'tools' / 'benchmark.py'
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location('vt_benchmark_tool', TOOL)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_tool()
+
+
+def _importable(name: str) -> bool:
+    try:
+        __import__(name)
+    except Exception:  # noqa: BLE001
+        return False
+    return True
+
+
+# ---- FLOPs ----------------------------------------------------------------------------------------
+def test_linear_flops_are_the_textbook_count():
+    model = nn.Linear(64, 32)
+    # MACs: one per weight per input row; the bias add is not counted (fvcore/mmengine convention).
+    assert bench.count_flops(model, (torch.randn(5, 64),)).macs == 5 * 64 * 32
+
+
+def test_conv_plus_linear_flops_are_the_textbook_count():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 16 * 16, 10))
+    conv = (8 * 16 * 16) * (3 * 3 * 3)  # output elements x (C_in x kh x kw)
+    linear = (8 * 16 * 16) * 10
+    assert bench.count_flops(model, (torch.randn(1, 3, 16, 16),)).macs == conv + linear
+
+
+class ToyAttention(nn.Module):
+    """Multi-head self-attention; ``fused`` uses SDPA, otherwise the same maths with explicit matmuls."""
+
+    def __init__(self, dim: int, heads: int, fused: bool) -> None:
+        super().__init__()
+        self.heads, self.fused = heads, fused
+        self.qkv = nn.Linear(dim, 3 * dim)
+
+    def forward(self, x, mask=None):
+        B, N, C = x.shape
+        q, k, v = self.qkv(x).view(B, N, 3, self.heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        if self.fused:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        else:
+            attn = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
+            if mask is not None:
+                attn = attn + mask
+            out = attn.softmax(-1) @ v
+        return out.transpose(1, 2).reshape(B, N, C)
+
+
+@pytest.mark.parametrize('with_mask', [False, True])
+def test_sdpa_handle_matches_explicit_matmuls(with_mask):
+    B, h, N, d = 2, 3, 10, 8
+    x = torch.randn(B, N, h * d)
+    mask = torch.randn(N, N) if with_mask else None
+    fused, explicit = ToyAttention(h * d, h, fused=True), ToyAttention(h * d, h, fused=False)
+    explicit.load_state_dict(fused.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x, mask), explicit(x, mask))  # the same computation
+    inputs = (x,) if mask is None else (x, mask)
+    fused_count = bench.count_flops(fused, inputs)
+    explicit_count = bench.count_flops(explicit, inputs)
+    qkv = B * N * (h * d) * (3 * h * d)
+    attention = fused_count.macs - qkv
+    # Q K^T and A V: B*h*N*N*d multiply-accumulates each, i.e. 2*B*h*N*N*d floating-point operations each.
+    assert attention == 2 * (B * h * N * N * d)
+    assert fused_count.macs == explicit_count.macs
+    assert 'aten::scaled_dot_product_attention' not in fused_count.skipped
+
+
+def test_without_the_handle_the_counter_skips_sdpa():
+    """Why the handle exists: mmengine's (and fvcore's) counter has none for SDPA and counts it as 0."""
+    from mmengine.analysis import FlopAnalyzer
+    model = ToyAttention(24, 3, fused=True).eval()
+    analyzer = FlopAnalyzer(model, (torch.randn(2, 10, 24),))
+    analyzer.unsupported_ops_warnings(False)
+    analyzer.tracer_warnings('none')
+    assert analyzer.total() == 2 * 10 * 24 * 72  # the qkv linear only
+    assert 'aten::scaled_dot_product_attention' in analyzer.unsupported_ops()
+
+
+def test_sdpa_macs_cross_attention_and_extra_batch_dims():
+    # [B, nW, heads, Nq, d] queries against Nk keys with dv != d (as Swin's masked windows, 5-D).
+    assert bench.sdpa_macs((2, 4, 3, 7, 8), (2, 4, 3, 5, 8), (2, 4, 3, 5, 6)) == 2 * 4 * 3 * 7 * 5 * (8 + 6)
+
+    class Cross(nn.Module):
+        def forward(self, q, k, v):
+            return F.scaled_dot_product_attention(q, k, v)
+
+    q, k, v = torch.randn(2, 4, 3, 7, 8), torch.randn(2, 4, 3, 5, 8), torch.randn(2, 4, 3, 5, 6)
+    assert bench.count_flops(Cross(), (q, k, v)).macs == 2 * 4 * 3 * 7 * 5 * (8 + 6)
+
+
+@pytest.mark.skipif(not _importable('mmdet'), reason='mmdet is not installed')
+def test_mmdet_reference_matches_ours_in_params_and_flops():
+    """A small Swin at a size that needs no padding: mmdet's explicit-matmul attention and our SDPA
+    must count the same FLOPs (this checks the SDPA handle on the real model and the reference mapping)."""
+    arch = dict(embed_dims=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8))
+    ours = vt_backbones.SwinTransformer(arch=arch, window_size=2, drop_path_rate=0.0)
+    opts = bench.BuildOptions(size=(64, 64), drop_path_rate=0.0, with_cp=False)
+    ref = bench.build_reference('mmdet', 'swin_t', ours, opts).module
+    x = torch.randn(1, 3, 64, 64)
+    assert bench.count_params(ref) == bench.count_params(ours)
+    ref.eval(), ours.eval()  # (mmdet's train() returns None, so no chaining)
+    with torch.no_grad():
+        assert [o.shape for o in ref(x)] == [o.shape for o in ours(x)]
+    assert bench.count_flops(ours, (x,)).macs == bench.count_flops(ref, (x,)).macs
+
+
+# ---- memory ---------------------------------------------------------------------------------------
+def test_profiler_peak_is_the_exact_live_tensor_peak():
+    mb = 2 ** 20
+    before = [torch.ones(mb // 4)]  # allocated before the step, freed inside it: must not count
+
+    def step():
+        before.clear()
+        a = torch.ones(mb // 4)
+        b = torch.ones(mb // 4)  # peak: a + b
+        del a, b
+        c = torch.ones(mb // 8)
+        del c
+
+    assert bench.peak_bytes_profiler(step) == 2 * mb
+
+
+# ---- CLI ------------------------------------------------------------------------------------------
+@pytest.fixture(scope='module')
+def cli_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp('bench') / 'result.json'
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get('PYTHONPATH')])))
+    proc = subprocess.run(
+        [sys.executable, str(TOOL), '--size', '64', '--repeat', '1', '--warmup', '0', '--reference', 'none',
+         'swin_t', '--json', str(out)],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return proc, json.loads(out.read_text())
+
+
+def test_cli_end_to_end_json_fields(cli_run):
+    proc, data = cli_run
+    assert 'swin_t' in proc.stdout and 'torch' in proc.stdout and 'threads' in proc.stdout
+    assert data['env']['torch'] == torch.__version__
+    assert data['config']['size'] == [64, 64] and data['config']['reference'] == 'none'
+    [result] = data['results']
+    assert result['model'] == 'swin_t' and result['ref'] is None and result['ratios'] is None
+    ours = result['ours']
+    assert ours['gflops'] > 0 and ours['flops'] == round(ours['gflops'] * 1e9)
+    assert 'aten::scaled_dot_product_attention' not in ours['flops_skipped_ops']
+    for mode in ('fwd', 'fwdbwd'):
+        entry = ours[mode]
+        assert len(entry['times_ms']) == 1 and entry['median_ms'] > 0
+        assert entry['peak_mem_bytes'] > 0 and math.isclose(entry['peak_mem_mb'], entry['peak_mem_bytes'] / 2 ** 20)
+    # fwd+bwd keeps the activations for the backward and allocates the gradients.
+    assert ours['fwdbwd']['peak_mem_bytes'] > ours['fwd']['peak_mem_bytes']
+
+
+def test_cli_params_are_the_parameter_count(cli_run):
+    _, data = cli_run
+    model = vt_backbones.create_backbone('swin_t', drop_path_rate=0.0)
+    assert data['results'][0]['ours']['params'] == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize('argv, argument, detail', [
+    (['nope_t'], 'MODEL', 'swin_t'),
+    (['swin_t', '--size', '1', '2', '3'], '--size', '3 values'),
+    (['swin_t', '--size', '16'], '--size', 'at least 32'),
+    (['swin_t', '--size', 'big'], '--size', 'positive integer'),
+    (['swin_t', '--repeat', '0'], '--repeat', 'positive integer'),
+    (['swin_t', '--reference', 'vit_x'], '--reference', 'mmdet'),
+    (['swin_t', '--mode', 'bwd'], '--mode', 'fwdbwd'),
+    (['swin_t', '--clock', 'gpu'], '--clock', 'cpu'),
+])
+def test_argument_errors_name_the_argument(argv, argument, detail, capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench.parse_args(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f'argument {argument}' in err and detail in err
+
+
+@pytest.mark.skipif(_importable('timm'), reason='timm is installed')
+def test_timm_reference_without_timm_is_a_clear_error(capsys):
+    with pytest.raises(SystemExit):
+        bench.parse_args(['swin_t', '--reference', 'timm'])
+    assert 'argument --reference: timm is not importable' in capsys.readouterr().err
+
+
+def test_json_is_written_atomically(tmp_path):
+    path = tmp_path / 'out.json'
+    path.write_text('old')
+    bench.write_json_atomic(str(path), {'a': 1})
+    assert json.loads(path.read_text()) == {'a': 1}
+    assert [p.name for p in tmp_path.iterdir()] == ['out.json']  # no temporary left behind
+
+
+def test_table_has_ratio_columns_with_two_decimals():
+    entry = {'name': 'swin_t', 'params_m': 27.5, 'gflops': 4.5,
+             'fwd': {'median_ms': 10.0, 'peak_mem_mb': 5.0}}
+    ref = dict(entry, name='mmdet:swin_t')
+    table = bench.format_table([{'ours': entry, 'ref': ref,
+                                 'ratios': {'fwd_time': 1.23456, 'fwd_mem': 0.5}}], ['fwd'])
+    assert '1.23' in table and '0.50' in table and '1.234' not in table
+    assert bench.paired_ratio([2.0, 4.0, 9.0], [1.0, 4.0, 3.0]) == 2.0  # median of 2, 1, 3
