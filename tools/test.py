@@ -8,36 +8,26 @@
 from __future__ import annotations
 
 import argparse
-import os
-import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.evaluator import BaseMetric, DumpResults
 from mmengine.runner import Runner
 
 import vt_backbones  # noqa: F401  applies vt_backbones.compat before anything is built or loaded
+from cli_common import add_common_args, load_config  # tools/ is on sys.path when a tool runs
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Test (and evaluate) a checkpoint with mmengine')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--work-dir', help='the dir to save logs and metrics '
-                        '(default: ./work_dirs/<config name>)')
     parser.add_argument('--out', help='mmdet (and other) configs: dump the predictions to this .pkl file; '
                         'mmseg configs: write one PNG label map per image into this dir')
     parser.add_argument('--show-dir', help='draw predictions: mmdet saves each image to '
                         '<work_dir>/<timestamp>/DIR (or DIR if absolute), mmseg saves every '
                         'default_hooks.visualization.interval-th image under DIR/vis_data/vis_image')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, e.g. test_dataloader.batch_size=2')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
-                        help='job launcher')
-    # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank; torchrun sets LOCAL_RANK.
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    add_common_args(parser)
+    return parser.parse_args()
 
 
 def enable_visualization(cfg: Config, show_dir: str) -> None:
@@ -63,15 +53,7 @@ def dump_metric(scope: str | None, out_file: str) -> BaseMetric:
 
 def main() -> None:
     args = parse_args()
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args)
     cfg.load_from = args.checkpoint
     if args.show_dir:
         enable_visualization(cfg, args.show_dir)
