@@ -42,7 +42,7 @@ if ! $PY -c 'import torch' 2>/dev/null; then
   echo "[install] torch==$TORCH_DEFAULT"
   pipi "torch==$TORCH_DEFAULT"
 fi
-pipi 'setuptools>=77.0.3,<82' wheel ninja psutil
+pipi 'setuptools>=77.0.3,<82' wheel ninja psutil numpy
 
 # 2. mmcv with ops, from a cached wheel or built once.
 if ! $PY -c 'from mmcv.ops import nms, RoIAlign; import mmcv; assert mmcv.__version__ == "'$MMCV_VERSION'"' 2>/dev/null; then
@@ -64,7 +64,7 @@ if ! $PY -c 'from mmcv.ops import nms, RoIAlign; import mmcv; assert mmcv.__vers
   fi
   echo "[install] mmcv from $wheel_dir"
   pipi --no-deps --force-reinstall "$wheel_dir"/mmcv-*.whl
-  pipi addict 'numpy' opencv-python packaging Pillow pyyaml yapf
+  pipi addict opencv-python packaging Pillow pyyaml yapf 'mmengine==0.10.7'  # mmcv's own dependencies
 fi
 
 # 3. The rest of the stack and the package itself.
