@@ -33,6 +33,13 @@ RECIPES = {
     ('SwinTransformer', 'mmdet'): dict(lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05, no_decay=SWIN_NO_DECAY),
     # SwinTransformer/Swin-Transformer-Semantic-Segmentation configs/swin/upernet_swin_*_512x512_160k_ade20k.py
     ('SwinTransformer', 'mmseg'): dict(lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01, no_decay=SWIN_NO_DECAY),
+    # Meituan-AutoML/Twins detection: 1x is the "PVT setting", 3x the "Swin setting"; segmentation configs.
+    **{(family, 'mmdet', '1x'): dict(lr=2e-4, betas=(0.9, 0.999), weight_decay=1e-4, no_decay=())
+       for family in ('PCPVT', 'SVT')},
+    **{(family, 'mmdet', '3x'): dict(lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05, no_decay=('pos_block', 'norm'))
+       for family in ('PCPVT', 'SVT')},
+    **{(family, 'mmseg'): dict(lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01, no_decay=('pos_block', 'norm'))
+       for family in ('PCPVT', 'SVT')},
 }
 # Drop path of the configs that reproduce a published official config exactly.
 DROP_PATH = {
@@ -43,6 +50,11 @@ DROP_PATH = {
     'upernet_swin_t': 0.3,  # upernet_swin_tiny_patch4_window7_512x512_160k_ade20k.py
     'upernet_swin_s': 0.3,  # upernet_swin_small_patch4_window7_512x512_160k_ade20k.py
     'upernet_swin_b': 0.3,  # upernet_swin_base_patch4_window7_512x512_160k_ade20k.py
+    # Meituan-AutoML/Twins: detection 0.2 throughout; segmentation per variant.
+    **{f'maskrcnn_twins_{v}{s}': 0.2 for v in ('pcpvt_s', 'pcpvt_b', 'pcpvt_l', 'svt_s', 'svt_b', 'svt_l')
+       for s in ('', '_3x')},
+    'upernet_twins_pcpvt_s': 0.2, 'upernet_twins_pcpvt_b': 0.3, 'upernet_twins_pcpvt_l': 0.3,
+    'upernet_twins_svt_s': 0.2, 'upernet_twins_svt_b': 0.2, 'upernet_twins_svt_l': 0.3,
 }
 
 
@@ -175,7 +187,8 @@ def test_optimizer_recipe(path: Path):
     cfg = Config.fromfile(str(path))
     scope = _task(path)
     family = _backbone_class(cfg)
-    recipe = RECIPES.get((family, scope))
+    schedule = '3x' if path.stem.endswith('_3x') else '1x'
+    recipe = RECIPES.get((family, scope, schedule), RECIPES.get((family, scope)))
     if recipe is None:
         pytest.skip(f'no optimizer recipe recorded in RECIPES for {family} / {scope}')
     optimizer = cfg.optim_wrapper.optimizer

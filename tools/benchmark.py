@@ -218,6 +218,20 @@ def _timm_swin(variant: str, ours: nn.Module, opts: BuildOptions) -> nn.Module:
     return FeaturesAsNCHW(model, model.feature_info.channels(), fmt if fmt in ('NCHW', 'NHWC') else None)
 
 
+def _mmseg_twins(variant: str, ours: nn.Module, opts: BuildOptions) -> nn.Module:
+    """mmseg's ``PCPVT`` / ``SVT`` with our model's configuration (mmseg spells one argument ``windiow_sizes``)."""
+    from mmseg.models.backbones import PCPVT, SVT
+    if opts.with_cp:
+        raise ValueError("mmseg's Twins has no with_cp")
+    a = ours.arch
+    kw = dict(embed_dims=list(a['embed_dims']), num_heads=list(a['num_heads']), mlp_ratios=list(a['mlp_ratios']),
+              depths=list(a['depths']), sr_ratios=list(a['sr_ratios']), qkv_bias=True, drop_rate=0.0,
+              attn_drop_rate=0.0, drop_path_rate=opts.drop_path_rate, out_indices=tuple(ours.out_indices))
+    if type(ours).__name__ == 'SVT':
+        return SVT(**kw, windiow_sizes=list(a['window_sizes']), norm_after_stage=True)
+    return PCPVT(**kw, norm_after_stage=False)
+
+
 @dataclass
 class ReferenceSource:
     package: str  # import name: the reference exists only if it imports
@@ -228,7 +242,8 @@ class ReferenceSource:
 #: reference name -> where it comes from and, per family, how to build the counterpart of our model.
 REFERENCES: dict[str, ReferenceSource] = {
     'mmdet': ReferenceSource('mmdet', {'SwinTransformer': _openmmlab_swin('mmdet.models.backbones')}),
-    'mmseg': ReferenceSource('mmseg', {'SwinTransformer': _openmmlab_swin('mmseg.models.backbones')}),
+    'mmseg': ReferenceSource('mmseg', {'SwinTransformer': _openmmlab_swin('mmseg.models.backbones'),
+                                       'PCPVT': _mmseg_twins, 'SVT': _mmseg_twins}),
     'timm': ReferenceSource('timm', {'SwinTransformer': _timm_swin},
                             note='pip install timm (it pulls torchvision, so install it only where that is wanted)'),
 }

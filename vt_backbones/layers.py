@@ -202,6 +202,7 @@ class PatchEmbed(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         H, W = x.shape[2:]
         p = self.patch_size
-        x = F.pad(x, (0, round_up(W, p) - W, 0, round_up(H, p) - H))
+        if H % p or W % p:
+            x = F.pad(x, (0, round_up(W, p) - W, 0, round_up(H, p) - H))
         x = self.proj(x).permute(0, 2, 3, 1)
         return self.norm(x) if self.norm is not None else x

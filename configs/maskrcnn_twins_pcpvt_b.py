@@ -1,0 +1,10 @@
+# Mask R-CNN Twins-PCPVT-B COCO 1x, the official "PVT setting"; source: Meituan-AutoML/Twins detection/configs/mask_rcnn_pcpvt_b_fpn_1x_coco_pvt_setting.py
+# As the PCPVT-S config (same optimizer, schedule, drop path 0.2) with the PCPVT-B backbone and pcpvt_base.pth.
+_base_ = './maskrcnn_twins_pcpvt_s.py'
+
+model = dict(
+    backbone=dict(
+        type='vt_backbones.PCPVT',
+        arch='base',
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/pcpvt_base.pth')),
+    neck=dict(in_channels=[64, 128, 320, 512]))

@@ -1,0 +1,10 @@
+# Mask R-CNN Twins-PCPVT-L COCO 3x, the official "Swin setting" of the other Twins models; source: source: Meituan-AutoML/Twins detection/configs/mask_rcnn_pcpvt_b_fpn_3x_coco_swin_setting.py (the official repo has no PCPVT-L 3x config)
+# As the PCPVT-S/B 3x configs (same augmentation, optimizer, schedule, drop path 0.2) with the PCPVT-L backbone and pcpvt_large.pth.
+_base_ = './maskrcnn_twins_pcpvt_s_3x.py'
+
+model = dict(
+    backbone=dict(
+        type='vt_backbones.PCPVT',
+        arch='large',
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/pcpvt_large.pth')),
+    neck=dict(in_channels=[64, 128, 320, 512]))

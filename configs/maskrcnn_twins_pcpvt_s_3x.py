@@ -1,0 +1,26 @@
+# Mask R-CNN Twins-PCPVT-S COCO 3x, the official "Swin setting"; source: Meituan-AutoML/Twins detection/configs/mask_rcnn_pcpvt_s_fpn_3x_coco_swin_setting.py
+# Multi-scale 480-800 with random crop (Swin's augmentation); AdamW lr 1e-4, betas (0.9, 0.999), weight decay 0.05
+# except the PEGs (pos_block) and norms; 36 epochs (steps 27, 33); 16 images per iteration (8 GPUs x 2); drop path
+# 0.2 (the official backbone's fixed value). Warm-up: the shared 1000 iterations (official: 500). The official config
+# also trains in fp16 (loss scale 512); here fp32 (use mmengine's AmpOptimWrapper on GPUs to match).
+_base_ = [
+    './_base_/models/mask_rcnn_fpn.py',
+    './_base_/datasets/coco_instance_ms_crop.py',
+    './_base_/schedules/schedule_3x.py',
+    './_base_/default_runtime_det.py',
+]
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='vt_backbones.PCPVT',
+        arch='small',
+        drop_path_rate=0.2,
+        out_indices=(0, 1, 2, 3),
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/pcpvt_small.pth')),
+    neck=dict(in_channels=[64, 128, 320, 512]))
+
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
+    paramwise_cfg=dict(custom_keys={'pos_block': dict(decay_mult=0.0), 'norm': dict(decay_mult=0.0)}))

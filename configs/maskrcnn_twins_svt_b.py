@@ -1,0 +1,10 @@
+# Mask R-CNN Twins-SVT-B COCO 1x, the official "PVT setting"; source: Meituan-AutoML/Twins detection/configs/mask_rcnn_alt_gvt_b_fpn_1x_coco_pvt_setting.py
+# As the PCPVT-S config (same optimizer, schedule, drop path 0.2) with the SVT-B backbone (alt_gvt_base) and alt_gvt_base.pth.
+_base_ = './maskrcnn_twins_pcpvt_s.py'
+
+model = dict(
+    backbone=dict(
+        type='vt_backbones.SVT',
+        arch='base',
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/alt_gvt_base.pth')),
+    neck=dict(in_channels=[96, 192, 384, 768]))

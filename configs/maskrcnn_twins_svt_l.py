@@ -1,0 +1,10 @@
+# Mask R-CNN Twins-SVT-L COCO 1x, the official "PVT setting"; source: Meituan-AutoML/Twins detection/configs/mask_rcnn_alt_gvt_l_fpn_1x_coco_pvt_setting.py
+# As the PCPVT-S config (same optimizer, schedule, drop path 0.2) with the SVT-L backbone (alt_gvt_large) and alt_gvt_large.pth.
+_base_ = './maskrcnn_twins_pcpvt_s.py'
+
+model = dict(
+    backbone=dict(
+        type='vt_backbones.SVT',
+        arch='large',
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/alt_gvt_large.pth')),
+    neck=dict(in_channels=[128, 256, 512, 1024]))

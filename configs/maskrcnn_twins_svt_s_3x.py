@@ -1,0 +1,10 @@
+# Mask R-CNN Twins-SVT-S COCO 3x, the official "Swin setting"; source: Meituan-AutoML/Twins detection/configs/mask_rcnn_alt_gvt_s_fpn_3x_coco_swin_setting.py
+# As the PCPVT-S 3x config (same augmentation, optimizer, schedule, drop path 0.2) with the SVT-S backbone (alt_gvt_small) and alt_gvt_small.pth.
+_base_ = './maskrcnn_twins_pcpvt_s_3x.py'
+
+model = dict(
+    backbone=dict(
+        type='vt_backbones.SVT',
+        arch='small',
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/alt_gvt_small.pth')),
+    neck=dict(in_channels=[64, 128, 256, 512]))

@@ -1,0 +1,12 @@
+# UperNet Twins-PCPVT-B ADE20K 512x512 160k; source: the official UperNet config, Meituan-AutoML/Twins segmentation/configs/upernet_*_512x512_160k_ade20k_swin_setting.py (values as ported to mmseg 1.x configs/twins/twins_pcpvt-b_uperhead_8xb2-160k_ade20k-512x512.py)
+# As the PCPVT-S config (same optimizer, schedule, batch) with the PCPVT-B backbone, pcpvt_base.pth and drop path 0.3.
+_base_ = './upernet_twins_pcpvt_s.py'
+
+model = dict(
+    backbone=dict(
+        type='vt_backbones.PCPVT',
+        arch='base',
+        drop_path_rate=0.3,
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/pcpvt_base.pth')),
+    decode_head=dict(in_channels=[64, 128, 320, 512]),
+    auxiliary_head=dict(in_channels=320))

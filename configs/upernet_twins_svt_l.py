@@ -1,0 +1,12 @@
+# UperNet Twins-SVT-L ADE20K 512x512 160k; source: the official UperNet config, Meituan-AutoML/Twins segmentation/configs/upernet_*_512x512_160k_ade20k_swin_setting.py (values as ported to mmseg 1.x configs/twins/twins_svt-l_uperhead_8xb2-160k_ade20k-512x512.py)
+# As the PCPVT-S config (same optimizer, schedule, batch) with the SVT-L backbone (alt_gvt_large), alt_gvt_large.pth and drop path 0.3.
+_base_ = './upernet_twins_pcpvt_s.py'
+
+model = dict(
+    backbone=dict(
+        type='vt_backbones.SVT',
+        arch='large',
+        drop_path_rate=0.3,
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/alt_gvt_large.pth')),
+    decode_head=dict(in_channels=[128, 256, 512, 1024]),
+    auxiliary_head=dict(in_channels=512))

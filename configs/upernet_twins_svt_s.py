@@ -1,0 +1,12 @@
+# UperNet Twins-SVT-S ADE20K 512x512 160k; source: the official UperNet config, Meituan-AutoML/Twins segmentation/configs/upernet_*_512x512_160k_ade20k_swin_setting.py (values as ported to mmseg 1.x configs/twins/twins_svt-s_uperhead_8xb2-160k_ade20k-512x512.py)
+# As the PCPVT-S config (same optimizer, schedule, batch, drop path 0.2) with the SVT-S backbone (alt_gvt_small) and alt_gvt_small.pth.
+_base_ = './upernet_twins_pcpvt_s.py'
+
+model = dict(
+    backbone=dict(
+        type='vt_backbones.SVT',
+        arch='small',
+        drop_path_rate=0.2,
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/alt_gvt_small.pth')),
+    decode_head=dict(in_channels=[64, 128, 256, 512]),
+    auxiliary_head=dict(in_channels=256))
