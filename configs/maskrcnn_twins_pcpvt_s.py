@@ -1,7 +1,7 @@
 # Mask R-CNN Twins-PCPVT-S COCO 1x, the official "PVT setting"; source: Meituan-AutoML/Twins detection/configs/mask_rcnn_pcpvt_s_fpn_1x_coco_pvt_setting.py
 # Single scale 1333x800 + flip; AdamW lr 2e-4, betas (0.9, 0.999), weight decay 1e-4 on every parameter; 12 epochs
 # (steps 8, 11); 16 images per iteration (8 GPUs x 2); drop path 0.2 (what the official backbone always uses: its
-# wrapper ignores the config's arguments). Warm-up: the shared 1000 iterations (the official mmdet 2.x base: 500).
+# wrapper ignores the config's arguments). Warm-up: 500 iterations, as the official mmdet 2.x base.
 # Pretrained: the official ImageNet-1K file pcpvt_small.pth (Meituan-AutoML/Twins README), converted on load.
 _base_ = [
     './_base_/models/mask_rcnn_fpn.py',

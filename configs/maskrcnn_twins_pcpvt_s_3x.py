@@ -1,7 +1,7 @@
 # Mask R-CNN Twins-PCPVT-S COCO 3x, the official "Swin setting"; source: Meituan-AutoML/Twins detection/configs/mask_rcnn_pcpvt_s_fpn_3x_coco_swin_setting.py
 # Multi-scale 480-800 with random crop (Swin's augmentation); AdamW lr 1e-4, betas (0.9, 0.999), weight decay 0.05
 # except the PEGs (pos_block) and norms; 36 epochs (steps 27, 33); 16 images per iteration (8 GPUs x 2); drop path
-# 0.2 (the official backbone's fixed value). Warm-up: the shared 1000 iterations (official: 500). The official config
+# 0.2 (the official backbone's fixed value). Warm-up: 500 iterations, as the official. The official config
 # also trains in fp16 (loss scale 512); here fp32 (use mmengine's AmpOptimWrapper on GPUs to match).
 _base_ = [
     './_base_/models/mask_rcnn_fpn.py',

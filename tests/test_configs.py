@@ -162,7 +162,7 @@ def test_recipe(path: Path):
         step = _scheduler(cfg, 'MultiStepLR')
         assert step['milestones'] == milestones and step['end'] == epochs and step['gamma'] == 0.1
         warmup = _scheduler(cfg, 'LinearLR')
-        assert (warmup['start_factor'], warmup['end'], warmup['by_epoch']) == (0.001, 1000, False)
+        assert (warmup['start_factor'], warmup['end'], warmup['by_epoch']) == (0.001, 500, False)
         assert cfg.val_evaluator.type == 'CocoMetric' and set(cfg.val_evaluator.metric) == {'bbox', 'segm'}
     else:
         assert cfg.train_cfg.type == 'IterBasedTrainLoop'
