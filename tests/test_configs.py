@@ -196,7 +196,9 @@ def test_optimizer_recipe(path: Path):
     assert optimizer.lr == recipe['lr']
     assert tuple(optimizer.betas) == recipe['betas']
     assert optimizer.weight_decay == recipe['weight_decay']
-    custom_keys = cfg.optim_wrapper.paramwise_cfg.custom_keys
+    custom_keys = cfg.optim_wrapper.get('paramwise_cfg', {}).get('custom_keys', {})
+    if not recipe['no_decay']:  # weight decay on every parameter
+        assert all(v.get('decay_mult', 1.0) != 0.0 for v in custom_keys.values())
     for key in recipe['no_decay']:
         assert custom_keys[key]['decay_mult'] == 0.0, key
 
