@@ -13,7 +13,8 @@ import vt_backbones
 
 from conftest import ROOT
 
-SMALLEST = 'swin_t'
+# The smallest variant of each family goes through a real detector and segmentor.
+SMALLEST = ['swin_t', 'twins_svt_s']
 
 
 def load_config(name: str) -> Config:
@@ -45,32 +46,35 @@ def train_step_and_predict(model: torch.nn.Module, cfg: Config, data: dict) -> d
         return model.test_step(data)
 
 
-def test_mask_rcnn_train_step_and_inference():
+@pytest.mark.parametrize('name', SMALLEST)
+def test_mask_rcnn_train_step_and_inference(name):
     pytest.importorskip('mmdet')
     from mmdet.registry import MODELS
     from mmdet.testing import demo_mm_inputs
 
-    cfg = load_config(f'maskrcnn_{SMALLEST}.py')
+    cfg = load_config(f'maskrcnn_{name}.py')
     init_default_scope('mmdet')
     model = MODELS.build(cfg.model)
     model.init_weights()
-    assert isinstance(model.backbone, vt_backbones.SwinTransformer)
+    assert isinstance(model.backbone, vt_backbones.family_of(name))
     packed = demo_mm_inputs(2, [[3, 160, 224], [3, 128, 192]], num_items=[3, 2], num_classes=80, with_mask=True)
     results = train_step_and_predict(model, cfg, packed)
     assert len(results) == 2
     assert {'bboxes', 'scores', 'labels', 'masks'} <= set(results[0].pred_instances.keys())
 
 
-def test_upernet_train_step_and_inference():
+@pytest.mark.parametrize('name', SMALLEST)
+def test_upernet_train_step_and_inference(name):
     pytest.importorskip('mmseg')
     from mmengine.structures import PixelData
     from mmseg.registry import MODELS
     from mmseg.structures import SegDataSample
 
-    cfg = load_config(f'upernet_{SMALLEST}.py')
+    cfg = load_config(f'upernet_{name}.py')
     init_default_scope('mmseg')
     model = MODELS.build(cfg.model)
     model.init_weights()
+    assert isinstance(model.backbone, vt_backbones.family_of(name))
     H, W = 128, 160
     samples = []
     for _ in range(2):
