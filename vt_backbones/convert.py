@@ -211,10 +211,8 @@ def resize_relative_position_table(key: str, table: Tensor, shape: torch.Size) -
     if not key.endswith('relative_position_bias_table') or table.dim() != 2 or len(shape) != 2 \
             or table.shape[1] != shape[1]:
         return None
-    num_entries = shape[0]
-    """Bicubic resize of a square ``[(2w-1)^2, heads]`` relative-position table, as the official code."""
-    old, new = math.isqrt(table.shape[0]), math.isqrt(num_entries)
-    if old * old != table.shape[0] or new * new != num_entries:
+    old, new = math.isqrt(table.shape[0]), math.isqrt(shape[0])
+    if old * old != table.shape[0] or new * new != shape[0]:
         return None
     heads = table.shape[1]
     grid = table.float().permute(1, 0).reshape(1, heads, old, old)
