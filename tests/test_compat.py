@@ -218,27 +218,6 @@ def test_mmseg_head_with_syncbn_runs_on_cpu() -> None:
     assert head.train()([torch.randn(2, 8, 6, 6)]).shape == (2, 3, 6, 6)
 
 
-@cpu_only
-def test_single_process_dist_init_and_ddp(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mmengine.dist import init_dist
-    monkeypatch.setattr('mmengine.dist.utils.mp.set_start_method', lambda method: None)  # keep pytest's
-    monkeypatch.setenv('RANK', '0')
-    monkeypatch.setenv('LOCAL_RANK', '0')
-    monkeypatch.setenv('WORLD_SIZE', '1')
-    monkeypatch.setenv('MASTER_ADDR', '127.0.0.1')
-    monkeypatch.setenv('MASTER_PORT', str(_free_port()))
-    init_dist('pytorch', backend='nccl')  # what mmdet/mmseg configs ask for
-    try:
-        assert torch.distributed.get_backend() == 'gloo'
-        model = nn.Sequential(nn.Linear(2, 4), nn.SyncBatchNorm(4))
-        ddp = MMDistributedDataParallel(module=model, device_ids=[0], broadcast_buffers=False)
-        assert ddp.device_ids is None
-        assert not any(isinstance(m, nn.SyncBatchNorm) for m in ddp.modules())
-        ddp(torch.randn(3, 2)).sum().backward()
-    finally:
-        torch.distributed.destroy_process_group()
-
-
 def test_reimport_patches_once() -> None:
     patched = (MMDistributedDataParallel.__init__, dist_utils._init_dist_pytorch, MODELS.get('SyncBN'))
     importlib.reload(vt_backbones.compat)
