@@ -83,11 +83,14 @@ def round_up(value: int, multiple: int) -> int:
 
 @dataclass(frozen=True)
 class WindowGrid:
-    """How an ``H x W`` map is cut into (shifted) windows, cached per shape (`window_grid`).
+    """How an ``H x W`` map is cut into windows, cached per shape (`window_grid`).
 
-    One gather does the padding, the cyclic shift and the partition, one gather undoes them and crops,
-    and ``mask`` (``[nW, N, N]`` or ``None``) keeps attention inside Swin's shifted regions and away
-    from padded tokens.
+    A window holds ``wh x ww`` tokens taken every ``dilation`` rows/columns: dilation 1 gives
+    Swin's adjacent windows (optionally cyclically shifted), larger dilations the strided windows of
+    Shuffle Transformer, GG-Transformer and CrossFormer's long-distance attention. One gather does
+    the padding, the shift and the partition, one gather undoes them and crops, and ``mask``
+    (``[nW, N, N]`` or ``None``) keeps attention inside Swin's shifted regions and away from padded
+    tokens.
     """
     height: int
     width: int
@@ -118,14 +121,22 @@ class WindowGrid:
 
 @functools.lru_cache(maxsize=64)
 def window_grid(height: int, width: int, window: tuple[int, int], shift: tuple[int, int] = (0, 0),
-                device: torch.device | None = None) -> WindowGrid:
-    """The `WindowGrid` of an ``H x W`` map, padded at the bottom/right to window multiples and
-    rolled by ``-shift`` (Swin's cyclic shift) before it is cut into windows."""
-    (wh, ww), (sh, sw) = window, shift
-    Hp, Wp = round_up(height, wh), round_up(width, ww)
+                device: torch.device | None = None, dilation: tuple[int, int] = (1, 1)) -> WindowGrid:
+    """The `WindowGrid` of an ``H x W`` map.
 
-    def cut(grid: Tensor) -> Tensor:  # [Hp, Wp] -> [nW * N], windows in row-major order
-        return grid.view(Hp // wh, wh, Wp // ww, ww).transpose(1, 2).reshape(-1)
+    The map is padded at the bottom/right to multiples of ``window * dilation`` and rolled by
+    ``-shift`` (Swin's cyclic shift; only without dilation). Each ``(wh * dh) x (ww * dw)`` block is
+    cut into ``dh * dw`` windows; window ``(i, j)`` of a block holds its rows ``i, i + dh, ...`` and
+    columns ``j, j + dw, ...``, in row-major order.
+    """
+    (wh, ww), (sh, sw), (dh, dw) = window, shift, dilation
+    if (sh or sw) and (dh, dw) != (1, 1):
+        raise ValueError(f'a cyclic shift needs dilation (1, 1), got shift={shift} dilation={dilation}')
+    Hp, Wp = round_up(height, wh * dh), round_up(width, ww * dw)
+
+    def cut(grid: Tensor) -> Tensor:  # [Hp, Wp] -> [nW * N]: (block, offset) windows, row-major tokens
+        blocks = grid.view(Hp // (wh * dh), wh, dh, Wp // (ww * dw), ww, dw)
+        return blocks.permute(0, 2, 3, 5, 1, 4).reshape(-1)
 
     rows, cols = torch.arange(Hp), torch.arange(Wp)
     # After the roll by -shift, position (r, c) holds the token from ((r + sh) % Hp, (c + sw) % Wp).

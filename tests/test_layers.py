@@ -1,0 +1,62 @@
+"""The shared window partition against the reshapes each paper writes down (independent formulas)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vt_backbones.layers import MASKED, window_grid
+
+
+def adjacent_windows(x: torch.Tensor, w: int) -> torch.Tensor:
+    """Swin: ``[B, H, W, C]`` -> ``[B * nW, w * w, C]``, windows of adjacent tokens."""
+    B, H, W, C = x.shape
+    return x.view(B, H // w, w, W // w, w, C).permute(0, 1, 3, 2, 4, 5).reshape(-1, w * w, C)
+
+
+def strided_windows(x: torch.Tensor, w: int) -> torch.Tensor:
+    """Shuffle / GG: ``w x w`` windows whose tokens are ``H / w`` rows apart (one per block of the map)."""
+    B, H, W, C = x.shape
+    return x.view(B, w, H // w, w, W // w, C).permute(0, 2, 4, 1, 3, 5).reshape(-1, w * w, C)
+
+
+def interval_groups(x: torch.Tensor, interval: int) -> torch.Tensor:
+    """CrossFormer LDA: ``interval ** 2`` groups of tokens sampled every ``interval`` rows/columns."""
+    B, H, W, C = x.shape
+    g_h, g_w = H // interval, W // interval
+    x = x.view(B, g_h, interval, g_w, interval, C).permute(0, 2, 4, 1, 3, 5)
+    return x.reshape(-1, g_h * g_w, C)
+
+
+@pytest.mark.parametrize('H, W', [(14, 21), (28, 28)])
+def test_dilated_windows_match_the_papers_reshapes(H, W):
+    x = torch.randn(2, H, W, 5)
+    grid = window_grid(H, W, (7, 7))
+    torch.testing.assert_close(grid.partition(x), adjacent_windows(x, 7), rtol=0, atol=0)
+    assert grid.mask is None
+
+    shuffled = window_grid(H, W, (7, 7), dilation=(H // 7, W // 7))
+    torch.testing.assert_close(shuffled.partition(x), strided_windows(x, 7), rtol=0, atol=0)
+    torch.testing.assert_close(shuffled.reverse(shuffled.partition(x)), x, rtol=0, atol=0)
+
+    lda = window_grid(H, W, (H // 7, W // 7), dilation=(7, 7))
+    torch.testing.assert_close(lda.partition(x), interval_groups(x, 7), rtol=0, atol=0)
+
+
+def test_dilated_padding_is_masked_and_cropped():
+    H, W = 10, 17
+    grid = window_grid(H, W, (7, 7), dilation=(2, 3))
+    assert (grid.padded_height, grid.padded_width) == (14, 21)
+    x = torch.randn(1, H, W, 3)
+    torch.testing.assert_close(grid.reverse(grid.partition(x)), x, rtol=0, atol=0)
+    # a real token may attend exactly to the real tokens of its window
+    real = torch.zeros(14, 21, dtype=torch.bool)
+    real[:H, :W] = True
+    is_real = real.view(-1)[grid.partition_index].view(grid.num_windows, 49)
+    allowed = is_real[:, :, None] & is_real[:, None, :]
+    assert torch.equal(grid.mask[allowed], torch.zeros(int(allowed.sum())))
+    assert (grid.mask[is_real[:, :, None] & ~is_real[:, None, :]] == MASKED).all()
+
+
+def test_shift_with_dilation_is_rejected():
+    with pytest.raises(ValueError, match='dilation'):
+        window_grid(14, 14, (7, 7), (3, 3), None, (2, 2))
