@@ -9,8 +9,10 @@ PY := $(or $(USER_PYTHON),$(VENV)/bin/python)
 install:
 	@VENV=$(VENV) PYTHON=$(USER_PYTHON) bash tools/install.sh
 
+# One pytest-xdist worker per core here (TEST_JOBS=auto elsewhere); --timeout turns a hang into a failure.
+TEST_JOBS ?= 2
 test: install
-	$(PY) -m pytest tests -q -ra --durations=15
+	$(PY) -m pytest tests -q -ra --durations=15 -n $(TEST_JOBS) --timeout=1200
 
 test-fast: install
 	$(PY) -m pytest tests -q -m "not slow"

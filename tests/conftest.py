@@ -13,7 +13,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line('markers', 'slow: takes more than a few seconds (deselect with -m "not slow")')
 
 
+# Under pytest-xdist (`make test` runs one worker per core) each worker computes on one thread: the
+# tests' small tensors gain little from intra-op threads, and two threaded workers would oversubscribe.
+THREADS = 1 if os.environ.get('PYTEST_XDIST_WORKER') else min(2, os.cpu_count() or 1)
+
+
 @pytest.fixture(autouse=True)
 def _deterministic() -> None:
     torch.manual_seed(0)
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(THREADS)
