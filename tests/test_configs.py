@@ -33,6 +33,9 @@ RECIPES = {
     ('SwinTransformer', 'mmdet'): dict(lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05, no_decay=SWIN_NO_DECAY),
     # SwinTransformer/Swin-Transformer-Semantic-Segmentation configs/swin/upernet_swin_*_512x512_160k_ade20k.py
     ('SwinTransformer', 'mmseg'): dict(lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01, no_decay=SWIN_NO_DECAY),
+    # GG-Transformer: no config was ever published; Swin's recipes, as the paper follows Swin's settings.
+    ('GGTransformer', 'mmdet'): dict(lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05, no_decay=SWIN_NO_DECAY[1:]),
+    ('GGTransformer', 'mmseg'): dict(lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01, no_decay=SWIN_NO_DECAY[1:]),
     # Meituan-AutoML/Twins detection: 1x is the "PVT setting", 3x the "Swin setting"; segmentation configs.
     **{(family, 'mmdet', '1x'): dict(lr=2e-4, betas=(0.9, 0.999), weight_decay=1e-4, no_decay=())
        for family in ('PCPVT', 'SVT')},
@@ -50,6 +53,9 @@ DROP_PATH = {
     'upernet_swin_t': 0.3,  # upernet_swin_tiny_patch4_window7_512x512_160k_ade20k.py
     'upernet_swin_s': 0.3,  # upernet_swin_small_patch4_window7_512x512_160k_ade20k.py
     'upernet_swin_b': 0.3,  # upernet_swin_base_patch4_window7_512x512_160k_ade20k.py
+    # GG-Transformer (no published config): the drop path of the Swin config each one copies.
+    'maskrcnn_gg_t': 0.1, 'maskrcnn_gg_t_3x': 0.2, 'maskrcnn_gg_s': 0.2, 'maskrcnn_gg_s_3x': 0.2,
+    'upernet_gg_t': 0.3, 'upernet_gg_s': 0.3,
     # Meituan-AutoML/Twins: detection 0.2 throughout; segmentation per variant.
     **{f'maskrcnn_twins_{v}{s}': 0.2 for v in ('pcpvt_s', 'pcpvt_b', 'pcpvt_l', 'svt_s', 'svt_b', 'svt_l')
        for s in ('', '_3x')},

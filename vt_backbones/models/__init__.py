@@ -1,5 +1,6 @@
 """One module per family; importing it registers the family's class."""
 from .swin import SwinTransformer
 from .twins import PCPVT, SVT
+from .gg import GGTransformer
 
-__all__ = ['SwinTransformer', 'PCPVT', 'SVT']
+__all__ = ['SwinTransformer', 'PCPVT', 'SVT', 'GGTransformer']
