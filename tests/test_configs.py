@@ -43,6 +43,10 @@ RECIPES = {
        for family in ('PCPVT', 'SVT')},
     **{(family, 'mmseg'): dict(lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01, no_decay=('pos_block', 'norm'))
        for family in ('PCPVT', 'SVT')},
+    # cheerss/CrossFormer detection/configs/mask_rcnn_crossformer_*_fpn_1x_coco.py (no 3x released: same optimizer)
+    # and segmentation/configs/upernet_crossformer_*_ade20k.py.
+    ('CrossFormer', 'mmdet'): dict(lr=1e-4, betas=(0.9, 0.999), weight_decay=1e-4, no_decay=()),
+    ('CrossFormer', 'mmseg'): dict(lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01, no_decay=('norm',)),
 }
 # Drop path of the configs that reproduce a published official config exactly.
 DROP_PATH = {
@@ -61,6 +65,9 @@ DROP_PATH = {
        for s in ('', '_3x')},
     'upernet_twins_pcpvt_s': 0.2, 'upernet_twins_pcpvt_b': 0.3, 'upernet_twins_pcpvt_l': 0.3,
     'upernet_twins_svt_s': 0.2, 'upernet_twins_svt_b': 0.2, 'upernet_twins_svt_l': 0.3,
+    # cheerss/CrossFormer crossformer_factory.py backbone wrappers (detection: S, B; segmentation: S, B, L).
+    'maskrcnn_crossformer_s': 0.2, 'maskrcnn_crossformer_b': 0.3,
+    'upernet_crossformer_s': 0.2, 'upernet_crossformer_b': 0.3, 'upernet_crossformer_l': 0.5,
 }
 
 

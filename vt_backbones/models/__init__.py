@@ -1,6 +1,7 @@
 """One module per family; importing it registers the family's class."""
 from .swin import SwinTransformer
 from .twins import PCPVT, SVT
+from .crossformer import CrossFormer
 from .gg import GGTransformer
 
-__all__ = ['SwinTransformer', 'PCPVT', 'SVT', 'GGTransformer']
+__all__ = ['SwinTransformer', 'PCPVT', 'SVT', 'GGTransformer', 'CrossFormer']

@@ -1,0 +1,27 @@
+# Mask R-CNN CrossFormer-S COCO 3x; no official 3x config was released (cheerss/CrossFormer README lists it as to do): the official 1x optimizer (detection/configs/mask_rcnn_crossformer_s_fpn_1x_coco.py) on Swin's 3x data and schedule
+# Multi-scale 480-800 with random crop (Swin's 3x augmentation, as every 3x config here); AdamW lr 1e-4, betas
+# (0.9, 0.999), weight decay 1e-4 on every parameter (the published CrossFormer value); 36 epochs (steps 27, 33) with a
+# 500-iteration warm-up; 16 images per iteration (8 GPUs x 2); drop path 0.2 (the official S backbone wrapper).
+_base_ = [
+    './_base_/models/mask_rcnn_fpn.py',
+    './_base_/datasets/coco_instance_ms_crop.py',
+    './_base_/schedules/schedule_3x.py',
+    './_base_/default_runtime_det.py',
+]
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='vt_backbones.CrossFormer',
+        arch='small',
+        group_size=7,
+        intervals=(8, 4, 2, 1),
+        lda_mode='fixed_interval',
+        drop_path_rate=0.2,
+        out_indices=(0, 1, 2, 3),
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/crossformer-s.pth')),
+    neck=dict(in_channels=[96, 192, 384, 768]))
+
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=1e-4))
