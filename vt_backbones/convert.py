@@ -138,13 +138,16 @@ def strip_prefixes(state_dict: StateDict) -> tuple[StateDict, dict[str, str]]:
 
 
 # ---- converting ---------------------------------------------------------------------------------
-def detect(state_dict: Mapping[str, Tensor], family: str | None = None) -> tuple[FamilyConverter, SourceFormat]:
-    """Finds the family and source format of a prefix-stripped state_dict."""
+def detect(state_dict: Mapping[str, Tensor], family: str | None = None) -> list[tuple[FamilyConverter, SourceFormat]]:
+    """Every (family, source format) whose layout a prefix-stripped state_dict matches, in registration order.
+
+    Several can match (GG-Transformer keeps Swin's key names and adds its own): the caller tries them in
+    order and keeps the first that converts into a model without missing or unexpected keys.
+    """
     candidates = [CONVERTERS[family]] if family else list(CONVERTERS.values())
-    for converter in candidates:
-        fmt = converter.detect_format(state_dict)
-        if fmt is not None:
-            return converter, fmt
+    matches = [(c, fmt) for c in candidates for fmt in c.formats if fmt.detect(state_dict)]
+    if matches:
+        return matches
     if family:
         others = [c.family for c in CONVERTERS.values() if c.family != family and c.detect_format(state_dict)]
         seen = f'it looks like a {others[0]} checkpoint' if others else 'its keys match no known layout'
@@ -158,15 +161,28 @@ def convert_state_dict(state_dict: StateDict, model: nn.Module | None = None,
                        model_name: str | None = None) -> tuple[StateDict, ConversionReport]:
     """Converts a raw state_dict for ``model`` (or a variant by name, or auto-detected).
 
-    Raises `ConversionError` naming every missing, unexpected and mis-shaped key.
+    Raises `ConversionError` naming every missing, unexpected and mis-shaped key (for the first layout
+    the checkpoint matches, when it matches several and fits none).
     """
-    from . import create_backbone, family_of, list_models
+    from . import family_of
 
     state_dict, dropped = strip_prefixes(state_dict)
     family = type(model).__name__ if model is not None else (family_of(model_name).__name__ if model_name else None)
     if family is not None and family not in CONVERTERS:
         raise ConversionError(f'no weight converter for {family}')
-    converter, fmt = detect(state_dict, family)
+    errors = []
+    for converter, fmt in detect(state_dict, family):
+        try:
+            return _convert(state_dict, dict(dropped), converter, fmt, model, model_name)
+        except ConversionError as error:
+            errors.append(error)
+    raise errors[0]
+
+
+def _convert(state_dict: StateDict, dropped: dict[str, str], converter: FamilyConverter, fmt: SourceFormat,
+             model: nn.Module | None, model_name: str | None) -> tuple[StateDict, ConversionReport]:
+    from . import create_backbone, family_of, list_models
+
     ours, fmt_dropped = fmt.to_ours(state_dict)
     dropped.update(fmt_dropped)
 
