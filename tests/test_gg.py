@@ -1,5 +1,6 @@
-"""GG-Transformer specifics: GG-MSA against a direct transcription of the paper's formula, the parameter
-count from the architecture formula (and the paper's), and the converter for our own checkpoints.
+"""GG-Transformer specifics: GG-MSA against a loop-by-loop transcription of our reading of the paper's
+GG-MSA (its Sec. 3 could not be re-checked, see gg.py), the parameter count from the architecture formula
+(and the paper's), and the converter for our own checkpoints.
 
 There is no official code or checkpoint; the contract is checked by test_contract.py.
 """

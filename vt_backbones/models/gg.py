@@ -16,7 +16,10 @@ with every block's window attention replaced by GG-MSA:
   ``proj(Merge(softmax(q k^T / sqrt(d) + B) v) + DWConv(Merge(v)))``.
   Both branches cover all heads and all channels (no split of heads between them).
 
-Choices the paper leaves to the implementation, and ours:
+Checked against the paper: only its abstract and Figure 2's caption were retrievable (two parallel
+branches; Glance = self-attention on adaptively-dilated partitions, linear cost, global receptive field;
+Gaze = one depth-wise convolution adding local context). Sec. 3 and the result tables were not, so the
+formula above and the choices below are our reading, not re-checked against the paper's text:
 
 * Gaze kernel 3x3 (``gaze_kernel_size``), with bias: the Gaze branch is described as a simple depth-wise
   convolution compensating the local context that the dilated partitions lack, and with a dilation of
