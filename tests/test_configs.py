@@ -33,6 +33,9 @@ RECIPES = {
     ('SwinTransformer', 'mmdet'): dict(lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05, no_decay=SWIN_NO_DECAY),
     # SwinTransformer/Swin-Transformer-Semantic-Segmentation configs/swin/upernet_swin_*_512x512_160k_ade20k.py
     ('SwinTransformer', 'mmseg'): dict(lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01, no_decay=SWIN_NO_DECAY),
+    # Focal Transformer: dense configs never released; Swin's recipes (no absolute_pos_embed in Focal).
+    ('FocalTransformer', 'mmdet'): dict(lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05, no_decay=SWIN_NO_DECAY[1:]),
+    ('FocalTransformer', 'mmseg'): dict(lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01, no_decay=SWIN_NO_DECAY[1:]),
     # GG-Transformer: no config was ever published; Swin's recipes, as the paper follows Swin's settings.
     ('GGTransformer', 'mmdet'): dict(lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05, no_decay=SWIN_NO_DECAY[1:]),
     ('GGTransformer', 'mmseg'): dict(lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01, no_decay=SWIN_NO_DECAY[1:]),
@@ -57,6 +60,10 @@ DROP_PATH = {
     'upernet_swin_t': 0.3,  # upernet_swin_tiny_patch4_window7_512x512_160k_ade20k.py
     'upernet_swin_s': 0.3,  # upernet_swin_small_patch4_window7_512x512_160k_ade20k.py
     'upernet_swin_b': 0.3,  # upernet_swin_base_patch4_window7_512x512_160k_ade20k.py
+    # Focal Transformer (dense configs never released): the values of Swin's configs for the same size.
+    'maskrcnn_focal_t': 0.1, 'maskrcnn_focal_t_3x': 0.2, 'maskrcnn_focal_s': 0.2, 'maskrcnn_focal_s_3x': 0.2,
+    'maskrcnn_focal_b': 0.3, 'maskrcnn_focal_b_3x': 0.3,
+    'upernet_focal_t': 0.3, 'upernet_focal_s': 0.3, 'upernet_focal_b': 0.3,
     # GG-Transformer (no published config): the drop path of the Swin config each one copies.
     'maskrcnn_gg_t': 0.1, 'maskrcnn_gg_t_3x': 0.2, 'maskrcnn_gg_s': 0.2, 'maskrcnn_gg_s_3x': 0.2,
     'upernet_gg_t': 0.3, 'upernet_gg_s': 0.3,

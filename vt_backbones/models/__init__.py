@@ -3,5 +3,6 @@ from .swin import SwinTransformer
 from .twins import PCPVT, SVT
 from .crossformer import CrossFormer
 from .gg import GGTransformer
+from .focal import FocalTransformer
 
-__all__ = ['SwinTransformer', 'PCPVT', 'SVT', 'GGTransformer', 'CrossFormer']
+__all__ = ['SwinTransformer', 'PCPVT', 'SVT', 'GGTransformer', 'CrossFormer', 'FocalTransformer']
