@@ -50,6 +50,10 @@ RECIPES = {
     # and segmentation/configs/upernet_crossformer_*_ade20k.py.
     ('CrossFormer', 'mmdet'): dict(lr=1e-4, betas=(0.9, 0.999), weight_decay=1e-4, no_decay=()),
     ('CrossFormer', 'mmseg'): dict(lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01, no_decay=('norm',)),
+    # mlpc-ucsd/CoaT tasks/mmdet/configs/coat/mask_rcnn_coat_*_mstrain_480-800_adamw_{1x,3x}_coco.py (paramwise_cfg=None);
+    # no ADE20K configs published: Swin's UperNet recipe, CoaT's position encodings and class tokens excluded from decay.
+    ('CoaT', 'mmdet'): dict(lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05, no_decay=()),
+    ('CoaT', 'mmseg'): dict(lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01, no_decay=('cls_token', 'cpe', 'crpe', 'norm')),
 }
 # Drop path of the configs that reproduce a published official config exactly.
 DROP_PATH = {
@@ -75,6 +79,9 @@ DROP_PATH = {
     # cheerss/CrossFormer crossformer_factory.py backbone wrappers (detection: S, B; segmentation: S, B, L).
     'maskrcnn_crossformer_s': 0.2, 'maskrcnn_crossformer_b': 0.3,
     'upernet_crossformer_s': 0.2, 'upernet_crossformer_b': 0.3, 'upernet_crossformer_l': 0.5,
+    # mlpc-ucsd/CoaT tasks/mmdet/configs/coat/mask_rcnn_coat_*_mstrain_480-800_adamw_{1x,3x}_coco.py.
+    **{f'maskrcnn_coat_{v}{s}': rate for v, rate in (('lite_mini', 0.0), ('lite_small', 0.0), ('mini', 0.0), ('small', 0.2))
+       for s in ('', '_3x')},
 }
 
 

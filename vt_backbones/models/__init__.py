@@ -3,6 +3,7 @@ from .swin import SwinTransformer
 from .twins import PCPVT, SVT
 from .crossformer import CrossFormer
 from .gg import GGTransformer
+from .coat import CoaT
 from .focal import FocalTransformer
 
-__all__ = ['SwinTransformer', 'PCPVT', 'SVT', 'GGTransformer', 'CrossFormer', 'FocalTransformer']
+__all__ = ['SwinTransformer', 'PCPVT', 'SVT', 'GGTransformer', 'CrossFormer', 'FocalTransformer', 'CoaT']
