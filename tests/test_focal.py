@@ -136,8 +136,12 @@ def test_useconv_checkpoint_detected_and_loaded():
     converted, report = convert_state_dict(sd, model=model)
     assert report.source_format == 'official_useconv'
     assert torch.equal(converted['patch_embed.proj.weight'], sd['patch_embed.proj.weight'])
-    with pytest.raises(ConversionError, match=r'(?s)official_useconv checkpoint does not fit.*patch_embed\.proj\.weight'):
-        convert_state_dict(sd, model_name='focal_t')
+    # By name (tools/convert_weights.py): the layout's constructor arguments come with it.
+    by_name, report = convert_state_dict(sd, model_name='focal_t')
+    assert report.model_kwargs == {'use_conv_embed': True} and 'use_conv_embed=True' in report.summary()
+    assert by_name.keys() == converted.keys()
+    with pytest.raises(ConversionError, match=r'(?s)official checkpoint does not fit.*patch_embed\.proj\.weight'):
+        convert_state_dict(fake_official('focal_t'), model=model)  # a 4x4 stem into the useconv model
 
 
 def test_official_names_are_renamed():

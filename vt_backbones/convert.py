@@ -19,7 +19,7 @@ import pickle
 import re
 import tempfile
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -37,11 +37,14 @@ class SourceFormat:
     """One layout a family's weights come in.
 
     ``detect`` says whether a (prefix-stripped) state_dict is in this layout; ``to_ours`` renames and
-    reorders it into our key names and returns the keys it dropped with the reason.
+    reorders it into our key names and returns the keys it dropped with the reason. ``model_kwargs``
+    are the constructor arguments the layout implies (e.g. Focal's "useconv" stem); a model built for
+    the checkpoint by name gets them, and the report names them.
     """
     name: str
     detect: Callable[[Mapping[str, Tensor]], bool]
     to_ours: Callable[[StateDict], tuple[StateDict, dict[str, str]]]
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -73,9 +76,13 @@ class ConversionReport:
     renamed: int = 0
     resized: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
     new: list[str] = field(default_factory=list)
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> str:
         lines = [f'converted {self.source_format} weights for {self.model}: {self.renamed} keys renamed']
+        if self.model_kwargs:
+            args = ', '.join(f'{k}={v!r}' for k, v in self.model_kwargs.items())
+            lines.append(f'  build the backbone with {args} to load them')
         by_reason: dict[str, list[str]] = {}
         for key, reason in self.dropped.items():
             by_reason.setdefault(reason, []).append(key)
@@ -192,11 +199,11 @@ def _convert(state_dict: StateDict, dropped: dict[str, str], converter: FamilyCo
             raise ConversionError(f'cannot tell which {converter.family} variant this checkpoint is; '
                                   f'pass --model (one of {[n for n in list_models() if family_of(n).__name__ == converter.family]})')
         with torch.device('meta'):  # shapes only: no memory, no init cost
-            model = create_backbone(model_name)
+            model = create_backbone(model_name, **fmt.model_kwargs)
     name = model_name or type(model).__name__
     target = {k: v.shape for k, v in model.state_dict().items()}
 
-    report = ConversionReport(fmt.name, name, dropped=dropped,
+    report = ConversionReport(fmt.name, name, dropped=dropped, model_kwargs=dict(fmt.model_kwargs),
                               renamed=sum(1 for k in ours if k not in state_dict))
     missing = [k for k in target if k not in ours]
     report.new = [k for k in missing if any(re.fullmatch(p, k) for p in converter.new_keys)]
@@ -264,7 +271,7 @@ def convert_file(src: str, dst: str, model_name: str | None = None) -> Conversio
     raw, wrapper = unwrap(read_checkpoint(src))
     state_dict, report = convert_state_dict(raw, model_name=model_name)
     meta = dict(source=os.path.abspath(src), model=report.model, format=report.source_format,
-                wrapper=wrapper or 'bare', new_keys=report.new)
+                wrapper=wrapper or 'bare', new_keys=report.new, model_kwargs=report.model_kwargs)
     save_atomically({'state_dict': state_dict, 'meta': meta}, dst)
     return report
 

@@ -391,7 +391,8 @@ register_converter(FamilyConverter(
     formats=[
         SourceFormat('official', functools.partial(_is_official, stem_kernel=4), _from_official),
         # The "useconv" checkpoints (7x7 stem): they load into FocalTransformer(use_conv_embed=True).
-        SourceFormat('official_useconv', functools.partial(_is_official, stem_kernel=7), _from_official),
+        SourceFormat('official_useconv', functools.partial(_is_official, stem_kernel=7), _from_official,
+                     model_kwargs=dict(use_conv_embed=True)),
     ],
     guess_variant=_guess_variant,
     # Output norms; stage 4's neighbour table, which the 224 checkpoints lack (their stage 4 is one window).
