@@ -122,3 +122,17 @@ def test_parallel_arch_needs_equal_dims():
                                     num_heads=8, mlp_ratios=(4, 4, 4, 4)))
     with pytest.raises(ValueError, match='crpe_windows must split the 8 heads'):
         vt_backbones.create_backbone('coat_lite_tiny', crpe_windows={3: 2, 5: 2})
+
+
+def test_init_cfg_pretrained_loads_an_official_file(tmp_path):
+    source = fake_official('coat_lite_tiny', seed=5)
+    path = tmp_path / 'coat_lite_tiny_e88e96b0.pth'
+    torch.save({'model': source}, path)
+    model = vt_backbones.create_backbone('coat_lite_tiny', init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    model.init_weights()
+    state = model.state_dict()
+    for ours, official in (('stages.0.cls_token', 'cls_token1'), ('stages.2.cpe.proj.weight', 'cpe3.proj.weight'),
+                           ('stages.3.crpe.conv_list.2.bias', 'crpe4.conv_list.2.bias'),
+                           ('stages.1.blocks.1.attn.qkv.weight', 'serial_blocks2.1.factoratt_crpe.qkv.weight'),
+                           ('patch_embed4.norm.bias', 'patch_embed4.norm.bias')):
+        assert torch.equal(state[ours], source[official]), ours
