@@ -31,7 +31,7 @@ def fake_official(variant: str, seed: int = 0) -> dict[str, torch.Tensor]:
                            else torch.zeros(shape, dtype=dtype))
     # A real state_dict lists a shared module's tensors under each of its paths (CoaT): tie those copies.
     for converter in CONVERTERS.values():
-        for copy, original in getattr(converter, 'shared_copies', lambda sd: {})(state_dict).items():
+        for copy, original in converter.shared_copies(state_dict).items():
             state_dict[copy] = state_dict[original]
     return state_dict
 

@@ -55,6 +55,9 @@ class FamilyConverter:
     guess_variant: Callable[[Mapping[str, Tensor]], str | None]  # on our key names
     resizable: Callable[[str, Tensor, torch.Size], Tensor | None] = lambda key, value, shape: None
     new_keys: tuple[str, ...] = ()  # regexes of our keys a checkpoint may lack (documented)
+    # Keys of a source layout that repeat a module shared by several paths (copy key -> original key; CoaT):
+    # a real checkpoint holds equal tensors under them, which tests building fake checkpoints must respect.
+    shared_copies: Callable[[Mapping[str, Tensor]], dict[str, str]] = lambda state_dict: {}
 
     def detect_format(self, state_dict: Mapping[str, Tensor]) -> SourceFormat | None:
         return next((fmt for fmt in self.formats if fmt.detect(state_dict)), None)

@@ -39,7 +39,6 @@ multiples of 32, e.g. everything mmdet and mmseg feed with ``pad_size_divisor=32
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import torch
@@ -419,15 +418,7 @@ def _guess_variant(sd: Mapping[str, Tensor]) -> str | None:
     return None
 
 
-@dataclass
-class CoaTConverter(FamilyConverter):
-    """CoaT's converter, which also says which official keys repeat a shared module (`shared_copies`)."""
-
-    def shared_copies(self, state_dict: Mapping[str, Tensor]) -> dict[str, str]:
-        return shared_copies(state_dict)
-
-
-register_converter(CoaTConverter(
+register_converter(FamilyConverter(
     family='CoaT',
     formats=[
         # The official classifiers keep norm1..4 (norm1 is never used); an official dense checkpoint
@@ -438,4 +429,5 @@ register_converter(CoaTConverter(
         SourceFormat('timm', _is_coat, _from_official),
     ],
     guess_variant=_guess_variant,
+    shared_copies=shared_copies,
 ))
