@@ -28,6 +28,7 @@ TASKS = {'maskrcnn': ('mmdet', 80), 'upernet': ('mmseg', 150)}
 
 # Per-family optimizer recipes (backbone class, task) -> values of the official configs.
 SWIN_NO_DECAY = ('absolute_pos_embed', 'relative_position_bias_table', 'norm')
+SHUFFLE_NO_DECAY = ('relative_position_bias_table', 'norm', 'to_token.conv1.1', 'to_token.conv2.1')
 RECIPES = {
     # SwinTransformer/Swin-Transformer-Object-Detection configs/swin/mask_rcnn_swin_*_adamw_*x_coco.py
     ('SwinTransformer', 'mmdet'): dict(lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05, no_decay=SWIN_NO_DECAY),
@@ -54,6 +55,9 @@ RECIPES = {
     # no ADE20K configs published: Swin's UperNet recipe, CoaT's position encodings and class tokens excluded from decay.
     ('CoaT', 'mmdet'): dict(lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05, no_decay=()),
     ('CoaT', 'mmseg'): dict(lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01, no_decay=('cls_token', 'cpe', 'crpe', 'norm')),
+    # Shuffle Transformer: no official dense configs, Swin's recipes (its stem BatchNorms are to_token.conv{1,2}.1).
+    ('ShuffleTransformer', 'mmdet'): dict(lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05, no_decay=SHUFFLE_NO_DECAY),
+    ('ShuffleTransformer', 'mmseg'): dict(lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01, no_decay=SHUFFLE_NO_DECAY),
 }
 # Drop path of the configs that reproduce a published official config exactly.
 DROP_PATH = {
@@ -82,6 +86,10 @@ DROP_PATH = {
     # mlpc-ucsd/CoaT tasks/mmdet/configs/coat/mask_rcnn_coat_*_mstrain_480-800_adamw_{1x,3x}_coco.py.
     **{f'maskrcnn_coat_{v}{s}': rate for v, rate in (('lite_mini', 0.0), ('lite_small', 0.0), ('mini', 0.0), ('small', 0.2))
        for s in ('', '_3x')},
+    # Shuffle Transformer (no official dense configs): the values of Swin's configs for the same size.
+    'maskrcnn_shuffle_t': 0.1, 'maskrcnn_shuffle_t_3x': 0.2, 'maskrcnn_shuffle_s': 0.2, 'maskrcnn_shuffle_s_3x': 0.2,
+    'maskrcnn_shuffle_b': 0.3, 'maskrcnn_shuffle_b_3x': 0.3,
+    'upernet_shuffle_t': 0.3, 'upernet_shuffle_s': 0.3, 'upernet_shuffle_b': 0.3,
 }
 
 

@@ -14,7 +14,7 @@ import vt_backbones
 from conftest import ROOT
 
 # The smallest variant of each family goes through a real detector and segmentor.
-SMALLEST = ['swin_t', 'twins_svt_s', 'gg_t', 'crossformer_t', 'focal_t', 'coat_lite_tiny']
+SMALLEST = ['swin_t', 'twins_svt_s', 'gg_t', 'crossformer_t', 'focal_t', 'coat_lite_tiny', 'shuffle_t']
 
 
 def load_config(name: str) -> Config:

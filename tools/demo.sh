@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
-CONFIG=${CONFIG:-configs/demo/maskrcnn_swin_t_mini.py}
+CONFIG=${CONFIG:-configs/demo/maskrcnn_shuffle_t_mini.py}
 WORK_DIR=${WORK_DIR:-work_dirs/demo}
 PROCS=${PROCS:-2}
 

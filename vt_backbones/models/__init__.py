@@ -5,5 +5,7 @@ from .crossformer import CrossFormer
 from .gg import GGTransformer
 from .coat import CoaT
 from .focal import FocalTransformer
+from .shuffle import ShuffleTransformer
 
-__all__ = ['SwinTransformer', 'PCPVT', 'SVT', 'GGTransformer', 'CrossFormer', 'FocalTransformer', 'CoaT']
+__all__ = ['SwinTransformer', 'PCPVT', 'SVT', 'GGTransformer', 'CrossFormer', 'FocalTransformer', 'CoaT',
+           'ShuffleTransformer']

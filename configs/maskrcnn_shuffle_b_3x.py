@@ -1,0 +1,10 @@
+# Mask R-CNN Shuffle-B COCO 3x with Swin's recipe (no official Shuffle detection configs); source: SwinTransformer/Swin-Transformer-Object-Detection configs/swin/cascade_mask_rcnn_swin_base_patch4_window7_mstrain_480-800_giou_4conv1f_adamw_3x_coco.py (backbone, optimizer, 3x schedule)
+# As the Shuffle-B 1x config (same drop path 0.3) but 36 epochs (steps 27, 33).
+_base_ = './maskrcnn_shuffle_b.py'
+
+max_epochs = 36
+train_cfg = dict(max_epochs=max_epochs)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500),
+    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[27, 33], gamma=0.1),
+]

@@ -1,0 +1,12 @@
+# Mask R-CNN Shuffle-T COCO 3x with Swin's recipe (no official Shuffle detection configs); source: SwinTransformer/Swin-Transformer-Object-Detection configs/swin/mask_rcnn_swin_tiny_patch4_window7_mstrain_480-800_adamw_3x_coco.py
+# As the 1x config but 36 epochs (steps 27, 33) and drop path 0.2.
+_base_ = './maskrcnn_shuffle_t.py'
+
+model = dict(backbone=dict(drop_path_rate=0.2))
+
+max_epochs = 36
+train_cfg = dict(max_epochs=max_epochs)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=500),
+    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[27, 33], gamma=0.1),
+]
