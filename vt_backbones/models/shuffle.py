@@ -29,6 +29,7 @@ stage maps are multiples of the window, i.e. sides that are multiples of 224):
   BatchNorm, giving ``ceil(H / 2) x ceil(W / 2)``.
 * The norms are built from ``norm_cfg`` (default BN; the configs use SyncBN) and ``norm_eval`` keeps them
   in eval mode.
+* The 1x1 convs keep the official parameters but are computed as matmuls on channels-last maps (`pointwise`).
 """
 from __future__ import annotations
 
@@ -54,8 +55,9 @@ def norm_layer(norm_cfg: dict, channels: int) -> nn.Module:
 
 def pointwise(conv: nn.Conv2d, x: Tensor) -> Tensor:
     """A 1x1 conv (official parameter layout) on a channels-last map, as a matmul:
-    ``[B, H, W, C_in]`` -> ``[B, H, W, C_out]``. Same result as the conv; on CPU PyTorch runs small-batch
-    single-thread 1x1 convs through its slow im2col kernel, about twice the time of the matmul."""
+    ``[B, H, W, C_in]`` -> ``[B, H, W, C_out]``. Same result as the conv; on CPU PyTorch sends small-batch
+    single-thread 1x1 convs to its slow im2col kernel (Shuffle-T train step at 512x512: 1.65x Swin-T's time
+    with the convs, 1.36x with the matmuls)."""
     return F.linear(x, conv.weight.flatten(1), conv.bias)
 
 
