@@ -28,6 +28,8 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
+from .layers import bhwc_to_nchw
+
 NUM_STAGES = 4
 MIN_SIZE = 32
 
@@ -167,3 +169,40 @@ class VisionBackbone(BaseModule):
                 if module.weight is not None:
                     nn.init.ones_(module.weight)
                     nn.init.zeros_(module.bias)
+
+
+class StagedBackbone(VisionBackbone):
+    """The layout Swin, GG-Transformer, CrossFormer and Focal Transformer share, with its freezing groups and
+    forward written once.
+
+    The family provides ``patch_embed`` (image -> ``[B, H, W, C]``), ``pos_drop``, ``layers[i]`` (called as
+    ``layer(x, run_block)`` on ``[B, H, W, C]`` maps, with its ``blocks`` and the ``downsample`` into the next
+    stage) and, optionally, one output norm ``norm{i}`` per returned stage.
+    """
+
+    def stage_modules(self, index: int) -> list[nn.Module]:
+        if index == 0:
+            return [self.patch_embed]
+        stage = index - 1
+        modules = [self.layers[stage].blocks]
+        if stage > 0:
+            modules.insert(0, self.layers[stage - 1].downsample)
+        if hasattr(self, f'norm{stage}'):
+            modules.append(getattr(self, f'norm{stage}'))
+        return modules
+
+    def downsample_stage(self, stage: nn.Module, x: Tensor) -> Tensor:
+        """``[B, H, W, C]`` -> the next stage's ``[B, H / 2, W / 2, C']``."""
+        return stage.downsample(x)
+
+    def forward_features(self, x: Tensor) -> list[Tensor]:
+        x = self.pos_drop(self.patch_embed(x))
+        outs = []
+        for i, stage in enumerate(self.layers):
+            x = stage(x, self.run_block)
+            norm = getattr(self, f'norm{i}', None)
+            outs.append(bhwc_to_nchw(norm(x) if norm is not None else x))
+            if i == self.out_indices[-1]:
+                break
+            x = self.downsample_stage(stage, x)
+        return outs

@@ -34,9 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..base import VisionBackbone
+from ..base import StagedBackbone
 from ..convert import FamilyConverter, SourceFormat, StateDict, drop, register_converter
-from ..layers import (DropPath, Mlp, WindowGrid, attention, bhwc_to_nchw, drop_path_rates, relative_position_bias,
+from ..layers import (DropPath, Mlp, WindowGrid, attention, drop_path_rates, relative_position_bias,
                       round_up, window_grid)
 from ..registry import MODELS
 
@@ -201,7 +201,7 @@ class CrossFormerStage(nn.Module):
 
 
 @MODELS.register_module()
-class CrossFormer(VisionBackbone):
+class CrossFormer(StagedBackbone):
     """CrossFormer backbone.
 
     Args:
@@ -251,26 +251,6 @@ class CrossFormer(VisionBackbone):
             for i in range(4)])
         self.reset_parameters()
         self.freeze_stages()
-
-    def stage_modules(self, index: int) -> list[nn.Module]:
-        if index == 0:
-            return [self.patch_embed]
-        stage = index - 1
-        modules: list[nn.Module] = [self.layers[stage].blocks]
-        if stage > 0:
-            modules.insert(0, self.layers[stage - 1].downsample)
-        return modules
-
-    def forward_features(self, x: Tensor) -> list[Tensor]:
-        x = self.pos_drop(self.patch_embed(x))
-        outs = []
-        for i, stage in enumerate(self.layers):
-            x = stage(x, self.run_block)
-            outs.append(bhwc_to_nchw(x))
-            if i == self.out_indices[-1]:
-                break
-            x = stage.downsample(x)
-        return outs
 
 
 # ---- weight conversion --------------------------------------------------------------------------

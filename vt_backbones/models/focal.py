@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..base import VisionBackbone
+from ..base import StagedBackbone
 from ..convert import FamilyConverter, SourceFormat, StateDict, drop, register_converter, rename
 from ..layers import (MASKED, DropPath, Mlp, PatchEmbed, WindowGrid, attention, bhwc_to_nchw,
                       drop_path_rates, pad_hw, relative_position_bias, window_grid)
@@ -271,7 +271,7 @@ class FocalStage(nn.Module):
 
 
 @MODELS.register_module()
-class FocalTransformer(VisionBackbone):
+class FocalTransformer(StagedBackbone):
     """Focal Transformer backbone.
 
     Args:
@@ -331,28 +331,8 @@ class FocalTransformer(VisionBackbone):
                 nn.init.trunc_normal_(block.attn.relative_position_bias_table_to_neighbors, std=0.02)
                 nn.init.trunc_normal_(block.attn.relative_position_bias_table_to_windows, std=0.02)
 
-    def stage_modules(self, index: int) -> list[nn.Module]:
-        if index == 0:
-            return [self.patch_embed]
-        stage = index - 1
-        modules = [self.layers[stage].blocks]
-        if stage > 0:
-            modules.insert(0, self.layers[stage - 1].downsample)
-        if hasattr(self, f'norm{stage}'):
-            modules.append(getattr(self, f'norm{stage}'))
-        return modules
-
-    def forward_features(self, x: Tensor) -> list[Tensor]:
-        x = self.pos_drop(self.patch_embed(x))
-        outs = []
-        for i, stage in enumerate(self.layers):
-            x = stage(x, self.run_block)
-            norm = getattr(self, f'norm{i}', None)
-            outs.append(bhwc_to_nchw(norm(x)) if norm is not None else None)
-            if i == self.out_indices[-1]:
-                break
-            x = stage.downsample(bhwc_to_nchw(x))
-        return outs
+    def downsample_stage(self, stage: nn.Module, x: Tensor) -> Tensor:
+        return stage.downsample(bhwc_to_nchw(x))  # a conv embedding, like the stem
 
 
 # ---- weight conversion --------------------------------------------------------------------------

@@ -43,11 +43,11 @@ from typing import Callable, Mapping, Sequence
 
 from torch import Tensor, nn
 
-from ..base import VisionBackbone
+from ..base import StagedBackbone
 from ..convert import FamilyConverter, SourceFormat, StateDict, register_converter, resize_relative_position_table
 from ..layers import DropPath, Mlp, PatchEmbed, WindowGrid, drop_path_rates, round_up, window_grid
 from ..registry import MODELS
-from .swin import PatchMerging, SwinTransformer, WindowAttention
+from .swin import PatchMerging, WindowAttention
 
 
 class GlanceGazeAttention(WindowAttention):
@@ -121,7 +121,7 @@ class GGStage(nn.Module):
 
 
 @MODELS.register_module()
-class GGTransformer(VisionBackbone):
+class GGTransformer(StagedBackbone):
     """Glance-and-Gaze Transformer backbone (re-implemented from the paper, see the module docstring).
 
     Args:
@@ -167,8 +167,6 @@ class GGTransformer(VisionBackbone):
 
     # Same module layout as Swin (patch_embed, layers[i].blocks / .downsample, norm{i}): same stage groups
     # and the same forward.
-    stage_modules = SwinTransformer.stage_modules
-    forward_features = SwinTransformer.forward_features
 
 
 # ---- weight conversion --------------------------------------------------------------------------

@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..base import VisionBackbone
+from ..base import StagedBackbone
 from ..convert import (FamilyConverter, SourceFormat, StateDict, drop, register_converter, rename,
                        resize_relative_position_table)
-from ..layers import (DropPath, Mlp, PatchEmbed, WindowGrid, attention, bhwc_to_nchw, drop_path_rates,
+from ..layers import (DropPath, Mlp, PatchEmbed, WindowGrid, attention, drop_path_rates,
                       relative_position_bias, window_grid)
 from ..registry import MODELS
 
@@ -119,7 +119,7 @@ class SwinStage(nn.Module):
 
 
 @MODELS.register_module()
-class SwinTransformer(VisionBackbone):
+class SwinTransformer(StagedBackbone):
     """Swin Transformer backbone.
 
     Args:
@@ -162,29 +162,6 @@ class SwinTransformer(VisionBackbone):
             for block in stage.blocks:
                 nn.init.trunc_normal_(block.attn.relative_position_bias_table, std=0.02)
         self.freeze_stages()
-
-    def stage_modules(self, index: int) -> list[nn.Module]:
-        if index == 0:
-            return [self.patch_embed]
-        stage = index - 1
-        modules = [self.layers[stage].blocks]
-        if stage > 0:
-            modules.insert(0, self.layers[stage - 1].downsample)
-        if hasattr(self, f'norm{stage}'):
-            modules.append(getattr(self, f'norm{stage}'))
-        return modules
-
-    def forward_features(self, x: Tensor) -> list[Tensor]:
-        x = self.pos_drop(self.patch_embed(x))
-        outs = []
-        for i, stage in enumerate(self.layers):
-            x = stage(x, self.run_block)
-            norm = getattr(self, f'norm{i}', None)
-            outs.append(bhwc_to_nchw(norm(x)) if norm is not None else None)
-            if i == self.out_indices[-1]:
-                break
-            x = stage.downsample(x)
-        return outs
 
 
 # ---- weight conversion --------------------------------------------------------------------------
