@@ -20,7 +20,7 @@ the weight converter.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from mmengine.model import BaseModule
@@ -83,6 +83,12 @@ class VisionBackbone(BaseModule):
                                  f'it needs the keys {sorted(required)}')
             return dict(arch)
         raise TypeError(f'arch must be one of {sorted(cls.arch_settings)} or a dict, got {arch!r}')
+
+    @classmethod
+    def variant_where(cls, facts: Callable[[dict[str, Any]], tuple], found: tuple) -> str | None:
+        """The variant whose hyper-parameters give ``facts(setting) == found`` (how converters name a checkpoint)."""
+        return next((variant for variant, size in cls.variants.items() if facts(cls.arch_settings[size]) == found),
+                    None)
 
     @property
     def out_channels(self) -> tuple[int, ...]:

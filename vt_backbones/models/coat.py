@@ -411,11 +411,8 @@ def _guess_variant(sd: Mapping[str, Tensor]) -> str | None:
     depths = tuple(sum(1 for k in sd if re.fullmatch(rf'stages\.{i}\.blocks\.\d+\.norm1\.weight', k)) for i in range(4))
     found = (tuple(sd[f'stages.{i}.cls_token'].shape[-1] for i in range(4)), depths,
              sum(1 for k in sd if re.fullmatch(r'parallel_blocks\.\d+\.mlp\.fc1\.weight', k)))
-    for variant, size in CoaT.variants.items():
-        s = CoaT.arch_settings[size]
-        if (tuple(s['embed_dims']), tuple(s['serial_depths']), s['parallel_depth']) == found:
-            return variant
-    return None
+    return CoaT.variant_where(lambda s: (tuple(s['embed_dims']), tuple(s['serial_depths']), s['parallel_depth']),
+                              found)
 
 
 register_converter(FamilyConverter(

@@ -274,11 +274,7 @@ def _guess_variant(sd: Mapping[str, Tensor]) -> str | None:
         return None
     depths = tuple(sum(1 for k in sd if re.fullmatch(rf'layers\.{i}\.blocks\.\d+\.norm1\.weight', k))
                    for i in range(4))
-    for variant, size in CrossFormer.variants.items():
-        setting = CrossFormer.arch_settings[size]
-        if (setting['embed_dims'], tuple(setting['depths'])) == (embed_dims, depths):
-            return variant
-    return None
+    return CrossFormer.variant_where(lambda s: (s['embed_dims'], tuple(s['depths'])), (embed_dims, depths))
 
 
 register_converter(FamilyConverter(

@@ -359,11 +359,7 @@ def _guess_variant(sd: Mapping[str, Tensor]) -> str | None:
         return None
     found = (sd['patch_embed.proj.weight'].shape[0],
              sum(1 for k in sd if re.fullmatch(r'layers\.2\.blocks\.\d+\.norm1\.weight', k)))
-    for variant, size in FocalTransformer.variants.items():
-        setting = FocalTransformer.arch_settings[size]
-        if (setting['embed_dims'], setting['depths'][2]) == found:
-            return variant
-    return None
+    return FocalTransformer.variant_where(lambda s: (s['embed_dims'], s['depths'][2]), found)
 
 
 register_converter(FamilyConverter(

@@ -178,11 +178,7 @@ def _guess_variant(sd: Mapping[str, Tensor]) -> str | None:
     except KeyError:
         return None
     depth3 = sum(1 for k in sd if re.fullmatch(r'layers\.2\.blocks\.\d+\.norm1\.weight', k))
-    for variant, size in GGTransformer.variants.items():
-        setting = GGTransformer.arch_settings[size]
-        if (setting['embed_dims'], setting['depths'][2]) == (embed_dims, depth3):
-            return variant
-    return None
+    return GGTransformer.variant_where(lambda s: (s['embed_dims'], s['depths'][2]), (embed_dims, depth3))
 
 
 def _ours(sd: StateDict) -> tuple[StateDict, dict[str, str]]:

@@ -295,11 +295,7 @@ def _guess_variant(sd: Mapping[str, Tensor]) -> str | None:
                 sd['stage1.layers.0.0.attn.relative_position_bias_table'].shape[1])
     except KeyError:
         return None
-    for variant, size in ShuffleTransformer.variants.items():
-        setting = ShuffleTransformer.arch_settings[size]
-        if (setting['embed_dims'], setting['depths'][2], setting['num_heads'][0]) == arch:
-            return variant
-    return None
+    return ShuffleTransformer.variant_where(lambda s: (s['embed_dims'], s['depths'][2], s['num_heads'][0]), arch)
 
 
 register_converter(FamilyConverter(

@@ -207,11 +207,8 @@ def _guess_variant(sd: Mapping[str, Tensor]) -> str | None:
                     heads=sd['layers.0.blocks.0.attn.relative_position_bias_table'].shape[1])
     except KeyError:
         return None
-    for variant, size in SwinTransformer.variants.items():
-        setting = SwinTransformer.arch_settings[size]
-        if (setting['embed_dims'], setting['depths'][2], setting['num_heads'][0]) == tuple(arch.values()):
-            return variant
-    return None
+    return SwinTransformer.variant_where(lambda s: (s['embed_dims'], s['depths'][2], s['num_heads'][0]),
+                                         tuple(arch.values()))
 
 
 register_converter(FamilyConverter(

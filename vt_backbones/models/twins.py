@@ -357,11 +357,7 @@ def _guesser(cls: type[_Twins]):
         if 'patch_embeds.0.proj.weight' not in sd:
             return None
         found = (sd['patch_embeds.0.proj.weight'].shape[0], _stage_depths(sd))
-        for variant, size in cls.variants.items():
-            setting = cls.arch_settings[size]
-            if (setting['embed_dims'][0], tuple(setting['depths'])) == found:
-                return variant
-        return None
+        return cls.variant_where(lambda s: (s['embed_dims'][0], tuple(s['depths'])), found)
     return guess
 
 
