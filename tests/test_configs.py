@@ -146,7 +146,7 @@ def test_every_swin_variant_has_its_configs():
     names = {p.stem for p in RECIPE_CONFIGS}
     for v in swin:
         assert {f'maskrcnn_{v}', f'maskrcnn_{v}_3x', f'upernet_{v}'} <= names
-    assert {'maskrcnn_swin_t_mini', 'upernet_swin_t_mini'} <= {p.stem for p in CONFIGS}
+    assert {'maskrcnn_shuffle_t_mini', 'upernet_swin_t_mini'} <= {p.stem for p in CONFIGS}
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=_id)
