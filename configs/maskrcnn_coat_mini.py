@@ -5,23 +5,10 @@
 # drop path 0.0 (the official value); 12 epochs (steps 8, 11); 16 images per iteration (8 GPUs x 2).
 # The official configs train in fp16 (AMP); here fp32 (use mmengine's AmpOptimWrapper on GPUs to match).
 # Pretrained: the official ImageNet-1K file coat_mini_40667eec.pth, converted on load.
-_base_ = [
-    './_base_/models/mask_rcnn_fpn.py',
-    './_base_/datasets/coco_instance_ms_crop.py',
-    './_base_/schedules/schedule_1x.py',
-    './_base_/default_runtime_det.py',
-]
+_base_ = './maskrcnn_coat_lite_mini.py'
 
 model = dict(
     backbone=dict(
-        _delete_=True,
-        type='vt_backbones.CoaT',
         arch='mini',
-        drop_path_rate=0.0,
-        out_indices=(0, 1, 2, 3),
         init_cfg=dict(type='Pretrained', checkpoint='checkpoints/coat_mini_40667eec.pth')),
     neck=dict(in_channels=[152, 216, 216, 216]))
-
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05))
