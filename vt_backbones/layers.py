@@ -193,6 +193,25 @@ def attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None,
                                           dropout_p=dropout_p if training else 0.0)
 
 
+def window_attention(qkv: Tensor, num_heads: int, bias: Tensor | None = None, mask: Tensor | None = None,
+                     dropout_p: float = 0.0, training: bool = False) -> Tensor:
+    """Multi-head attention inside every window: packed ``[B * nW, N, 3C]`` q, k, v -> ``[B * nW, N, C]``.
+
+    ``bias`` (``[heads, N, N]``, e.g. a relative position bias) is shared by all windows; ``mask`` is a
+    `WindowGrid`'s ``[nW, N, N]`` per-window mask. SDPA gets them as one 4-D ``[B * nW, heads, N, N]`` tensor
+    (a view when B = 1), which keeps it on its fused kernel (a 3-D mask takes the reference path).
+    """
+    B_, N, C3 = qkv.shape
+    q, k, v = qkv.view(B_, N, 3, num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+    attn_mask = None if bias is None else bias[None]
+    if mask is not None:
+        nW = mask.shape[0]
+        per_window = mask[:, None] if attn_mask is None else attn_mask + mask[:, None]  # [nW, heads or 1, N, N]
+        attn_mask = per_window.expand(B_ // nW, nW, num_heads, N, N).reshape(B_, num_heads, N, N)
+    x = attention(q, k, v, attn_mask, dropout_p, training)
+    return x.transpose(1, 2).reshape(B_, N, C3 // 3)
+
+
 def bhwc_to_nchw(x: Tensor) -> Tensor:
     return x.permute(0, 3, 1, 2).contiguous()
 

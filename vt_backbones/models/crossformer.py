@@ -5,7 +5,7 @@ published COCO and ADE20K numbers): cross-scale embedding (four convolutions of 
 and cross-scale merging (LayerNorm, then kernels 2/4 at stride 2), blocks alternating short-distance attention
 (SDA: adjacent ``G x G`` groups) and long-distance attention (LDA: tokens sampled every ``I`` rows/columns),
 a dynamic position bias (an MLP over the relative offsets of the actual group shape), padded tokens masked out
-of the attention, and no output norms (the official dense backbone returns the raw stage outputs).
+of the window_attention, and no output norms (the official dense backbone returns the raw stage outputs).
 
 LDA groups: by default the interval ``I`` is fixed (8, 4, 2, 1 per stage) as in the paper and the official
 dense code, so a group holds ``ceil(H / I) x ceil(W / I)`` tokens and grows with the image (global attention
@@ -36,8 +36,8 @@ from torch import Tensor, nn
 
 from ..base import StagedBackbone
 from ..convert import FamilyConverter, SourceFormat, StateDict, drop, register_converter
-from ..layers import (DropPath, Mlp, WindowGrid, attention, drop_path_rates, relative_position_bias,
-                      round_up, window_grid)
+from ..layers import (DropPath, Mlp, WindowGrid, drop_path_rates, relative_position_bias, round_up,
+                      window_attention, window_grid)
 from ..registry import MODELS
 
 LDA_MODES = ('fixed_interval', 'fixed_group')
@@ -87,16 +87,10 @@ class GroupAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, qkv: Tensor, group: tuple[int, int], mask: Tensor | None) -> Tensor:
-        B_, N, C3 = qkv.shape
-        q, k, v = qkv.view(B_, N, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
         # The MLP runs every call (its weights train); only the offsets and the gather index are cached.
         table = self.pos(relative_offsets(*group, device=qkv.device))
-        bias = relative_position_bias(table, group)[None]  # [1, heads, N, N]
-        if mask is not None:
-            nG = mask.shape[0]
-            bias = (bias + mask[:, None]).expand(B_ // nG, -1, -1, -1, -1).reshape(B_, self.num_heads, N, N)
-        x = attention(q, k, v, bias, self.attn_drop, self.training)
-        return x.transpose(1, 2).reshape(B_, N, C3 // 3)
+        bias = relative_position_bias(table, group)  # [heads, N, N]
+        return window_attention(qkv, self.num_heads, bias, mask, self.attn_drop, self.training)
 
 
 class CrossFormerBlock(nn.Module):

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from ..base import VisionBackbone
 from ..convert import FamilyConverter, SourceFormat, StateDict, drop, register_converter, resize_relative_position_table
-from ..layers import DropPath, WindowGrid, attention, relative_position_bias, window_grid
+from ..layers import DropPath, WindowGrid, relative_position_bias, window_attention, window_grid
 from ..registry import MODELS
 
 STEM_CHANNELS = 32  # official token_dim
@@ -94,16 +94,8 @@ class ShuffleAttention(nn.Module):
 
     def forward(self, x: Tensor, grid: WindowGrid) -> Tensor:
         windows = grid.partition(pointwise(self.to_qkv, x.permute(0, 2, 3, 1)))  # [B * nW, N, 3C]
-        B_, N, C3 = windows.shape
-        q, k, v = windows.view(B_, N, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
-        # [1, heads, N, N]: a 4-D mask keeps SDPA on its fused kernel.
-        bias = relative_position_bias(self.relative_position_bias_table, self.window)[None]
-        if grid.mask is not None:
-            # The per-window padding mask for every image, [B * nW, heads, N, N] (a view when B = 1).
-            nW = grid.mask.shape[0]
-            bias = (bias + grid.mask[:, None]).expand(B_ // nW, -1, -1, -1, -1).reshape(B_, self.num_heads, N, N)
-        out = attention(q, k, v, bias)
-        out = grid.reverse(out.transpose(1, 2).reshape(B_, N, C3 // 3))  # [B, H, W, C]
+        bias = relative_position_bias(self.relative_position_bias_table, self.window)
+        out = grid.reverse(window_attention(windows, self.num_heads, bias, grid.mask))  # [B, H, W, C]
         return pointwise(self.proj, out).permute(0, 3, 1, 2)
 
 

@@ -2,7 +2,7 @@
 
 Follows the official detection backbone: shifted windows with the official region mask, padding of
 every stage to a window multiple, the shift kept at stage 4 even when the map is no larger than the
-window, and one LayerNorm per output. Deviation: padded tokens are masked out of the attention, so
+window, and one LayerNorm per output. Deviation: padded tokens are masked out of the window_attention, so
 padding never changes the outputs of real tokens (the official code lets them attend to zeros).
 Only the attention sees padding: the projections and the MLP run on the real tokens.
 """
@@ -18,8 +18,8 @@ from torch import Tensor, nn
 from ..base import StagedBackbone
 from ..convert import (FamilyConverter, SourceFormat, StateDict, drop, register_converter, rename,
                        resize_relative_position_table)
-from ..layers import (DropPath, Mlp, PatchEmbed, WindowGrid, attention, drop_path_rates,
-                      relative_position_bias, window_grid)
+from ..layers import (DropPath, Mlp, PatchEmbed, WindowGrid, drop_path_rates, relative_position_bias,
+                      window_attention, window_grid)
 from ..registry import MODELS
 
 
@@ -41,16 +41,8 @@ class WindowAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, qkv: Tensor, mask: Tensor | None) -> Tensor:
-        B_, N, C3 = qkv.shape
-        q, k, v = qkv.view(B_, N, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
-        # [1, heads, N, N]: a 4-D mask keeps SDPA on its fused kernel (a 3-D one takes the reference path).
-        bias = relative_position_bias(self.relative_position_bias_table, self.window)[None]
-        if mask is not None:
-            # The per-window mask for every image of the batch, [B * nW, heads, N, N] (a view when B = 1).
-            nW = mask.shape[0]
-            bias = (bias + mask[:, None]).expand(B_ // nW, -1, -1, -1, -1).reshape(B_, self.num_heads, N, N)
-        x = attention(q, k, v, bias, self.attn_drop, self.training)
-        return x.transpose(1, 2).reshape(B_, N, C3 // 3)
+        bias = relative_position_bias(self.relative_position_bias_table, self.window)
+        return window_attention(qkv, self.num_heads, bias, mask, self.attn_drop, self.training)
 
 
 class SwinBlock(nn.Module):

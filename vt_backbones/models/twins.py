@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from ..base import VisionBackbone
 from ..convert import FamilyConverter, SourceFormat, StateDict, drop, register_converter, rename
 from ..layers import (DropPath, Mlp, PatchEmbed, WindowGrid, attention, bhwc_to_nchw, drop_path_rates,
-                      window_grid)
+                      window_attention, window_grid)
 from ..registry import MODELS
 
 BLOCK_NORM_EPS = 1e-6  # official norm_layer=partial(nn.LayerNorm, eps=1e-6) (blocks, SVT output norms)
@@ -111,15 +111,8 @@ class LocallyGroupedAttention(nn.Module):
 
     def forward(self, x: Tensor, grid: WindowGrid) -> Tensor:
         windows = grid.partition(self.qkv(x))  # [B * nW, N, 3C]
-        B_, N, C3 = windows.shape
-        q, k, v = windows.view(B_, N, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
-        mask = grid.mask
-        if mask is not None:
-            # [nW, N, N] -> [B * nW, heads, N, N]: SDPA's fused 4-D path (a view when B = 1).
-            nW = mask.shape[0]
-            mask = mask[None, :, None].expand(B_ // nW, -1, self.num_heads, -1, -1).reshape(B_, self.num_heads, N, N)
-        out = attention(q, k, v, mask, self.attn_drop, self.training)
-        return self.proj(grid.reverse(out.transpose(1, 2).reshape(B_, N, C3 // 3)))
+        out = window_attention(windows, self.num_heads, None, grid.mask, self.attn_drop, self.training)
+        return self.proj(grid.reverse(out))
 
 
 class PositionEncodingGenerator(nn.Module):
