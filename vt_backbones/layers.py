@@ -81,6 +81,19 @@ def round_up(value: int, multiple: int) -> int:
     return math.ceil(value / multiple) * multiple
 
 
+def pad_to_multiple(x: Tensor, multiple: int, channels_last: bool = False) -> Tensor:
+    """Zero-pads ``[B, C, H, W]`` (or ``[B, H, W, C]``) at the bottom/right to multiples of ``multiple``.
+
+    The border a strided conv or a patch merging needs so that stage ``i`` has ``ceil(H / stride)`` rows:
+    real zeros, as the conv's own padding. Tokens that attention must ignore are padded by `pad_hw` instead.
+    """
+    H, W = (x.shape[1], x.shape[2]) if channels_last else (x.shape[2], x.shape[3])
+    if H % multiple == 0 and W % multiple == 0:
+        return x
+    pad = (0, round_up(W, multiple) - W, 0, round_up(H, multiple) - H)
+    return F.pad(x, (0, 0) + pad if channels_last else pad)
+
+
 @dataclass(frozen=True)
 class WindowGrid:
     """How an ``H x W`` map is cut into windows, cached per shape (`window_grid`).
@@ -166,6 +179,15 @@ def window_grid(height: int, width: int, window: tuple[int, int], shift: tuple[i
     return WindowGrid(height, width, Hp, Wp, window, partition_index.to(device), reverse_index.to(device), mask)
 
 
+def spanning_window_grid(height: int, width: int, window: tuple[int, int],
+                         device: torch.device | None = None) -> WindowGrid:
+    """``wh x ww`` windows whose tokens are spread over the whole (padded) map: window ``(i, j)`` holds rows
+    ``i, i + Hp / wh, ...`` and columns ``j, j + Wp / ww, ...`` (Shuffle's spatial shuffle, GG's Glance)."""
+    (wh, ww) = window
+    dilation = (round_up(height, wh) // wh, round_up(width, ww) // ww)
+    return window_grid(height, width, window, (0, 0), device, dilation)
+
+
 @functools.lru_cache(maxsize=32)
 def relative_position_index(wh: int, ww: int, device: torch.device | None = None) -> Tensor:
     """``[N, N]`` index into a ``(2wh-1)(2ww-1)`` bias table for every (query, key) pair of a window."""
@@ -193,22 +215,29 @@ def attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None,
                                           dropout_p=dropout_p if training else 0.0)
 
 
+def window_attn_mask(bias: Tensor | None, mask: Tensor | None, batch_windows: int,
+                     num_heads: int) -> Tensor | None:
+    """The SDPA mask of windowed attention: a ``[heads, Nq, Nk]`` bias shared by all windows plus a per-window
+    ``[nW, Nq or 1, Nk]`` mask -> ``[B * nW, heads, Nq, Nk]`` (a view when B = 1; without a mask the bias stays
+    ``[1, heads, Nq, Nk]``). 4-D, which keeps SDPA on its fused kernel (a 3-D mask takes the reference path)."""
+    attn_mask = None if bias is None else bias[None]
+    if mask is None:
+        return attn_mask
+    nW, Nq, Nk = mask.shape[0], (mask.shape[1] if bias is None else bias.shape[1]), mask.shape[2]
+    per_window = mask[:, None] if attn_mask is None else attn_mask + mask[:, None]  # [nW, heads or 1, Nq, Nk]
+    return per_window.expand(batch_windows // nW, nW, num_heads, Nq, Nk).reshape(batch_windows, num_heads, Nq, Nk)
+
+
 def window_attention(qkv: Tensor, num_heads: int, bias: Tensor | None = None, mask: Tensor | None = None,
                      dropout_p: float = 0.0, training: bool = False) -> Tensor:
     """Multi-head attention inside every window: packed ``[B * nW, N, 3C]`` q, k, v -> ``[B * nW, N, C]``.
 
     ``bias`` (``[heads, N, N]``, e.g. a relative position bias) is shared by all windows; ``mask`` is a
-    `WindowGrid`'s ``[nW, N, N]`` per-window mask. SDPA gets them as one 4-D ``[B * nW, heads, N, N]`` tensor
-    (a view when B = 1), which keeps it on its fused kernel (a 3-D mask takes the reference path).
+    `WindowGrid`'s ``[nW, N, N]`` per-window mask (see `window_attn_mask`).
     """
     B_, N, C3 = qkv.shape
     q, k, v = qkv.view(B_, N, 3, num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
-    attn_mask = None if bias is None else bias[None]
-    if mask is not None:
-        nW = mask.shape[0]
-        per_window = mask[:, None] if attn_mask is None else attn_mask + mask[:, None]  # [nW, heads or 1, N, N]
-        attn_mask = per_window.expand(B_ // nW, nW, num_heads, N, N).reshape(B_, num_heads, N, N)
-    x = attention(q, k, v, attn_mask, dropout_p, training)
+    x = attention(q, k, v, window_attn_mask(bias, mask, B_, num_heads), dropout_p, training)
     return x.transpose(1, 2).reshape(B_, N, C3 // 3)
 
 
@@ -217,22 +246,32 @@ def bhwc_to_nchw(x: Tensor) -> Tensor:
 
 
 class PatchEmbed(nn.Module):
-    """Non-overlapping patch embedding: zero-pads the image to a patch multiple, then a strided conv.
+    """Patch embedding: zero-pads the image to a patch multiple, then a conv with stride ``patch_size``.
 
     ``[B, C_in, H, W]`` -> ``[B, ceil(H / p), ceil(W / p), C]`` (channels last), with an optional
-    LayerNorm on the tokens.
+    LayerNorm on the tokens. The kernel is the patch (non-overlapping) unless ``kernel_size`` and ``padding``
+    give an overlapping one (e.g. Focal's "useconv" 7x7 stem).
     """
 
-    def __init__(self, in_channels: int, embed_dims: int, patch_size: int, norm: bool = True) -> None:
+    def __init__(self, in_channels: int, embed_dims: int, patch_size: int, norm: bool = True,
+                 kernel_size: int | None = None, padding: int = 0) -> None:
         super().__init__()
         self.patch_size = patch_size
-        self.proj = nn.Conv2d(in_channels, embed_dims, kernel_size=patch_size, stride=patch_size)
+        self.proj = nn.Conv2d(in_channels, embed_dims, kernel_size=kernel_size or patch_size, stride=patch_size,
+                              padding=padding)
         self.norm = nn.LayerNorm(embed_dims) if norm else None
 
     def forward(self, x: Tensor) -> Tensor:
-        H, W = x.shape[2:]
-        p = self.patch_size
-        if H % p or W % p:
-            x = F.pad(x, (0, round_up(W, p) - W, 0, round_up(H, p) - H))
-        x = self.proj(x).permute(0, 2, 3, 1)
+        x = self.proj(pad_to_multiple(x, self.patch_size)).permute(0, 2, 3, 1)
         return self.norm(x) if self.norm is not None else x
+
+
+class ConvPositionEncoding(nn.Module):
+    """``x + dwconv(x)`` with zero padding (CPVT's PEG in Twins, CoaT's CPE). ``[B, C, H, W]`` -> same shape."""
+
+    def __init__(self, dim: int, kernel_size: int = 3) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.proj(x)

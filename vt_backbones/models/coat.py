@@ -47,7 +47,7 @@ from torch import Tensor, nn
 
 from ..base import VisionBackbone
 from ..convert import ConversionError, FamilyConverter, SourceFormat, StateDict, drop, register_converter
-from ..layers import DropPath, Mlp, PatchEmbed
+from ..layers import ConvPositionEncoding, DropPath, Mlp, PatchEmbed
 from ..registry import MODELS
 
 NORM_EPS = 1e-6  # official norm_layer=partial(nn.LayerNorm, eps=1e-6) in the blocks (patch embeddings: 1e-5)
@@ -67,16 +67,9 @@ def with_class_token(cls_token: Tensor, image: Tensor) -> Tensor:
     return torch.cat((cls_token, image.flatten(2).transpose(1, 2)), dim=1)
 
 
-class ConvPositionEncoding(nn.Module):
-    """CPE: ``x + dwconv3x3(x)`` on the image tokens; the class token passes unchanged. ``[B, 1 + N, C]``."""
-
-    def __init__(self, dim: int, kernel_size: int = 3) -> None:
-        super().__init__()
-        self.proj = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
-
-    def forward(self, x: Tensor, size: Size) -> Tensor:
-        image = tokens_to_map(x, size)
-        return with_class_token(x[:, :1], self.proj(image) + image)
+def apply_cpe(cpe: ConvPositionEncoding, x: Tensor, size: Size) -> Tensor:
+    """The CPE (``x + dwconv3x3(x)``) on the image tokens; the class token passes unchanged. ``[B, 1 + N, C]``."""
+    return with_class_token(x[:, :1], cpe(tokens_to_map(x, size)))
 
 
 class ConvRelativePositionEncoding(nn.Module):
@@ -145,7 +138,7 @@ class SerialBlock(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
 
     def forward(self, x: Tensor, size: Size, cpe: ConvPositionEncoding, crpe: ConvRelativePositionEncoding) -> Tensor:
-        x = cpe(x, size)
+        x = apply_cpe(cpe, x, size)
         x = x + self.drop_path(self.attn(self.norm1(x), size, crpe))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
@@ -184,7 +177,7 @@ class ParallelBlock(nn.Module):
     def forward(self, x2: Tensor, x3: Tensor, x4: Tensor, sizes: tuple[Size, ...],
                 cpes: Sequence[ConvPositionEncoding], crpes: Sequence[ConvRelativePositionEncoding]
                 ) -> tuple[Tensor, ...]:
-        xs = [cpe(x, size) for cpe, x, size in zip(cpes, (x2, x3, x4), sizes)]
+        xs = [apply_cpe(cpe, x, size) for cpe, x, size in zip(cpes, (x2, x3, x4), sizes)]
         attended = [attn(norm(x), size, crpe)
                     for attn, norm, crpe, x, size in zip(self.attns, self.attn_norms, crpes, xs, sizes)]
         fused = []

@@ -5,7 +5,7 @@ published COCO and ADE20K numbers): cross-scale embedding (four convolutions of 
 and cross-scale merging (LayerNorm, then kernels 2/4 at stride 2), blocks alternating short-distance attention
 (SDA: adjacent ``G x G`` groups) and long-distance attention (LDA: tokens sampled every ``I`` rows/columns),
 a dynamic position bias (an MLP over the relative offsets of the actual group shape), padded tokens masked out
-of the window_attention, and no output norms (the official dense backbone returns the raw stage outputs).
+of the attention, and no output norms (the official dense backbone returns the raw stage outputs).
 
 LDA groups: by default the interval ``I`` is fixed (8, 4, 2, 1 per stage) as in the paper and the official
 dense code, so a group holds ``ceil(H / I) x ceil(W / I)`` tokens and grows with the image (global attention
@@ -31,13 +31,12 @@ import re
 from typing import Callable, Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..base import StagedBackbone
 from ..convert import FamilyConverter, SourceFormat, StateDict, drop, register_converter
-from ..layers import (DropPath, Mlp, WindowGrid, drop_path_rates, relative_position_bias, round_up,
-                      window_attention, window_grid)
+from ..layers import (DropPath, Mlp, WindowGrid, drop_path_rates, pad_to_multiple, relative_position_bias,
+                      round_up, window_attention, window_grid)
 from ..registry import MODELS
 
 LDA_MODES = ('fixed_interval', 'fixed_group')
@@ -131,8 +130,7 @@ def cross_scale_convs(in_channels: int, out_channels: int, kernels: Sequence[int
 def apply_cross_scale(convs: nn.ModuleList, x: Tensor, stride: int) -> Tensor:
     """``[B, C, H, W]`` -> ``[B, ceil(H/s), ceil(W/s), C_out]``: zero-pads the bottom/right to a multiple of the
     stride (the official code needs exact multiples), runs every convolution and concatenates their outputs."""
-    H, W = x.shape[2:]
-    x = F.pad(x, (0, round_up(W, stride) - W, 0, round_up(H, stride) - H))
+    x = pad_to_multiple(x, stride)
     return torch.cat([conv(x) for conv in convs], dim=1).permute(0, 2, 3, 1)
 
 

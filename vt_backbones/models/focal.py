@@ -54,7 +54,8 @@ from torch import Tensor, nn
 from ..base import StagedBackbone
 from ..convert import FamilyConverter, SourceFormat, StateDict, drop, register_converter, rename
 from ..layers import (MASKED, DropPath, Mlp, PatchEmbed, WindowGrid, attention, bhwc_to_nchw,
-                      drop_path_rates, pad_hw, relative_position_bias, window_grid)
+                      drop_path_rates, pad_hw, relative_position_bias, window_attn_mask,
+                      window_grid)
 from ..registry import MODELS
 
 
@@ -198,12 +199,9 @@ class FocalAttention(nn.Module):
         kv = torch.cat([local, pooled], dim=2)  # [B, nW, L + f^2, 2C]
         k, v = kv.view(B * nW, -1, 2, heads, C // heads).permute(2, 0, 3, 1, 4).unbind(0)
 
-        bias = self.bias(layout.expand)[None]  # [1, heads, N, keys]
-        if layout.key_mask is not None:
-            # Per window, for every image of the batch: [B * nW, heads, N, keys] (a view when B = 1).
-            bias = (bias + layout.key_mask[:, None, None, :]).expand(B, -1, -1, -1, -1)
-            bias = bias.reshape(B * nW, heads, N, -1)
-        out = attention(q, k, v, bias, self.attn_drop, self.training)  # [B * nW, heads, N, d]
+        key_mask = None if layout.key_mask is None else layout.key_mask[:, None, :]  # [nW, 1, keys]
+        attn_mask = window_attn_mask(self.bias(layout.expand), key_mask, B * nW, heads)
+        out = attention(q, k, v, attn_mask, self.attn_drop, self.training)  # [B * nW, heads, N, d]
         return grid.reverse(out.transpose(1, 2).reshape(B * nW, N, C))
 
 
@@ -240,11 +238,8 @@ def conv_embed(in_channels: int, embed_dims: int, stride: int, overlapping: bool
     """Conv + LayerNorm, ``[B, C_in, H, W]`` -> ``[B, ceil(H / s), ceil(W / s), C]`` (input zero-padded to a
     stride multiple): kernel = stride, or with ``overlapping`` the official "useconv" convs (7x7 padding 2 for
     the stride-4 stem, 3x3 padding 1 for stride 2)."""
-    embed = PatchEmbed(in_channels, embed_dims, patch_size=stride)
-    if overlapping:
-        kernel, padding = (7, 2) if stride == 4 else (3, 1)
-        embed.proj = nn.Conv2d(in_channels, embed_dims, kernel, stride=stride, padding=padding)
-    return embed
+    kernel, padding = ((7, 2) if stride == 4 else (3, 1)) if overlapping else (stride, 0)
+    return PatchEmbed(in_channels, embed_dims, patch_size=stride, kernel_size=kernel, padding=padding)
 
 
 class FocalStage(nn.Module):

@@ -45,9 +45,9 @@ from torch import Tensor, nn
 
 from ..base import StagedBackbone
 from ..convert import FamilyConverter, SourceFormat, StateDict, register_converter, resize_relative_position_table
-from ..layers import DropPath, Mlp, PatchEmbed, WindowGrid, drop_path_rates, round_up, window_grid
+from ..layers import DropPath, Mlp, WindowGrid, spanning_window_grid
 from ..registry import MODELS
-from .swin import PatchMerging, WindowAttention
+from .swin import PatchMerging, WindowAttention, build_swin_layout
 
 
 class GlanceGazeAttention(WindowAttention):
@@ -110,11 +110,8 @@ class GGStage(nn.Module):
         self.downsample = PatchMerging(dim) if downsample else None
 
     def forward(self, x: Tensor, run_block: Callable[..., Tensor]) -> Tensor:
-        _, H, W, _ = x.shape
-        M, N = self.window
-        # Adaptively-dilated splitting: the stride that makes M x M partitions span the (padded) map.
-        grid = window_grid(H, W, self.window, device=x.device,
-                           dilation=(round_up(H, M) // M, round_up(W, N) // N))
+        # Adaptively-dilated splitting: M x M partitions whose stride makes them span the (padded) map.
+        grid = spanning_window_grid(x.shape[1], x.shape[2], self.window, x.device)
         for block in self.blocks:
             x = run_block(block, x, grid)
         return x
@@ -145,28 +142,13 @@ class GGTransformer(StagedBackbone):
                  norm_eval: bool = False, with_cp: bool = False, init_cfg: dict | None = None) -> None:
         super().__init__(arch, in_channels, out_indices, frozen_stages, norm_eval, with_cp, drop_path_rate,
                          init_cfg)
-        embed_dims, depths, num_heads = self.arch['embed_dims'], self.arch['depths'], self.arch['num_heads']
         if not isinstance(window_size, int) or window_size < 2:
             raise ValueError(f'window_size must be an int >= 2, got {window_size!r}')
         if not isinstance(gaze_kernel_size, int) or gaze_kernel_size < 1 or gaze_kernel_size % 2 == 0:
             raise ValueError(f'gaze_kernel_size must be an odd int >= 1, got {gaze_kernel_size!r}')
-        self.num_features = tuple(embed_dims * 2 ** i for i in range(4))
-        self.patch_embed = PatchEmbed(in_channels, embed_dims, patch_size=4)
-        self.pos_drop = nn.Dropout(drop_rate)
-        drop_paths = drop_path_rates(depths, drop_path_rate)
-        self.layers = nn.ModuleList([
-            GGStage(self.num_features[i], depths[i], num_heads[i], window_size, gaze_kernel_size, mlp_ratio,
-                    qkv_bias, drop_rate, attn_drop_rate, drop_paths[i], downsample=i < 3) for i in range(4)])
-        for i in self.out_indices:
-            self.add_module(f'norm{i}', nn.LayerNorm(self.num_features[i]))
-        self.reset_parameters()
-        for stage in self.layers:
-            for block in stage.blocks:
-                nn.init.trunc_normal_(block.attn.relative_position_bias_table, std=0.02)
-        self.freeze_stages()
-
-    # Same module layout as Swin (patch_embed, layers[i].blocks / .downsample, norm{i}): same stage groups
-    # and the same forward.
+        build_swin_layout(self, in_channels, drop_rate, lambda i, dim, depth, heads, drop_paths: GGStage(
+            dim, depth, heads, window_size, gaze_kernel_size, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate,
+            drop_paths, downsample=i < 3))
 
 
 # ---- weight conversion --------------------------------------------------------------------------

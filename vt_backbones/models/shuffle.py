@@ -43,7 +43,8 @@ from torch import Tensor, nn
 
 from ..base import VisionBackbone
 from ..convert import FamilyConverter, SourceFormat, StateDict, drop, register_converter, resize_relative_position_table
-from ..layers import DropPath, WindowGrid, relative_position_bias, window_attention, window_grid
+from ..layers import (DropPath, WindowGrid, pad_to_multiple, relative_position_bias, spanning_window_grid,
+                      window_attention, window_grid)
 from ..registry import MODELS
 
 STEM_CHANNELS = 32  # official token_dim
@@ -144,11 +145,8 @@ class PatchMerging(nn.Module):
         self.reduction = nn.Conv2d(dim, out_dim, 2, stride=2, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.norm(x)
-        H, W = x.shape[2:]
-        if H % 2 or W % 2:  # the conv's zero border, after the norm (its statistics see only the real map)
-            x = F.pad(x, (0, W % 2, 0, H % 2))
-        return self.reduction(x)
+        # The conv's zero border, after the norm (its statistics see only the real map).
+        return self.reduction(pad_to_multiple(self.norm(x), 2))
 
 
 class ShuffleStage(nn.Module):
@@ -171,9 +169,8 @@ class ShuffleStage(nn.Module):
             for _ in range(depth // 2)])
 
     def grids(self, height: int, width: int, device) -> tuple[WindowGrid, WindowGrid]:
-        plain = window_grid(height, width, self.window, (0, 0), device)
-        dilation = (plain.padded_height // self.window[0], plain.padded_width // self.window[1])
-        return plain, window_grid(height, width, self.window, (0, 0), device, dilation)
+        return (window_grid(height, width, self.window, (0, 0), device),
+                spanning_window_grid(height, width, self.window, device))
 
     def forward(self, x: Tensor, run_block: Callable[..., Tensor]) -> Tensor:
         if self.patch_partition is not None:

@@ -2,7 +2,7 @@
 
 Follows the official detection backbone: shifted windows with the official region mask, padding of
 every stage to a window multiple, the shift kept at stage 4 even when the map is no larger than the
-window, and one LayerNorm per output. Deviation: padded tokens are masked out of the window_attention, so
+window, and one LayerNorm per output. Deviation: padded tokens are masked out of the attention, so
 padding never changes the outputs of real tokens (the official code lets them attend to zeros).
 Only the attention sees padding: the projections and the MLP run on the real tokens.
 """
@@ -12,14 +12,13 @@ import re
 from typing import Callable, Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..base import StagedBackbone
 from ..convert import (FamilyConverter, SourceFormat, StateDict, drop, register_converter, rename,
                        resize_relative_position_table)
-from ..layers import (DropPath, Mlp, PatchEmbed, WindowGrid, drop_path_rates, relative_position_bias,
-                      window_attention, window_grid)
+from ..layers import (DropPath, Mlp, PatchEmbed, WindowGrid, drop_path_rates, pad_to_multiple,
+                      relative_position_bias, window_attention, window_grid)
 from ..registry import MODELS
 
 
@@ -81,7 +80,7 @@ class PatchMerging(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         H, W = x.shape[1:3]
-        x = F.pad(x, (0, 0, 0, W % 2, 0, H % 2))
+        x = pad_to_multiple(x, 2, channels_last=True)
         # Official channel order: offsets (0,0), (1,0), (0,1), (1,1) as (row, column).
         x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1)
         return self.reduction(self.norm(x))
@@ -137,23 +136,32 @@ class SwinTransformer(StagedBackbone):
                  norm_eval: bool = False, with_cp: bool = False, init_cfg: dict | None = None) -> None:
         super().__init__(arch, in_channels, out_indices, frozen_stages, norm_eval, with_cp, drop_path_rate,
                          init_cfg)
-        embed_dims, depths, num_heads = self.arch['embed_dims'], self.arch['depths'], self.arch['num_heads']
         if window_size < 2:
             raise ValueError(f'window_size must be >= 2, got {window_size!r}')
-        self.num_features = tuple(embed_dims * 2 ** i for i in range(4))
-        self.patch_embed = PatchEmbed(in_channels, embed_dims, patch_size=4)
-        self.pos_drop = nn.Dropout(drop_rate)
-        drop_paths = drop_path_rates(depths, drop_path_rate)
-        self.layers = nn.ModuleList([
-            SwinStage(self.num_features[i], depths[i], num_heads[i], window_size, mlp_ratio, qkv_bias,
-                      drop_rate, attn_drop_rate, drop_paths[i], downsample=i < 3) for i in range(4)])
-        for i in self.out_indices:
-            self.add_module(f'norm{i}', nn.LayerNorm(self.num_features[i]))
-        self.reset_parameters()
-        for stage in self.layers:
-            for block in stage.blocks:
-                nn.init.trunc_normal_(block.attn.relative_position_bias_table, std=0.02)
-        self.freeze_stages()
+        build_swin_layout(self, in_channels, drop_rate, lambda i, dim, depth, heads, drop_paths: SwinStage(
+            dim, depth, heads, window_size, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, drop_paths,
+            downsample=i < 3))
+
+
+def build_swin_layout(model: StagedBackbone, in_channels: int, drop_rate: float,
+                      make_stage: Callable[[int, int, int, int, Sequence[float]], nn.Module]) -> None:
+    """Swin's macro design on ``model`` (shared with GG-Transformer): a 4x4 patch embedding, the four stages
+    ``make_stage(index, dim, depth, heads, drop_paths)`` with channels doubling, one LayerNorm per output,
+    Swin's initialisation (truncated normal linears and bias tables), then the frozen stages frozen."""
+    embed_dims, depths, num_heads = model.arch['embed_dims'], model.arch['depths'], model.arch['num_heads']
+    model.num_features = tuple(embed_dims * 2 ** i for i in range(4))
+    model.patch_embed = PatchEmbed(in_channels, embed_dims, patch_size=4)
+    model.pos_drop = nn.Dropout(drop_rate)
+    drop_paths = drop_path_rates(depths, model.drop_path_rate)
+    model.layers = nn.ModuleList([make_stage(i, model.num_features[i], depths[i], num_heads[i], drop_paths[i])
+                                  for i in range(4)])
+    for i in model.out_indices:
+        model.add_module(f'norm{i}', nn.LayerNorm(model.num_features[i]))
+    model.reset_parameters()
+    for stage in model.layers:
+        for block in stage.blocks:
+            nn.init.trunc_normal_(block.attn.relative_position_bias_table, std=0.02)
+    model.freeze_stages()
 
 
 # ---- weight conversion --------------------------------------------------------------------------

@@ -38,13 +38,12 @@ import math
 import re
 from typing import Mapping, Sequence
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..base import VisionBackbone
 from ..convert import FamilyConverter, SourceFormat, StateDict, drop, register_converter, rename
-from ..layers import (DropPath, Mlp, PatchEmbed, WindowGrid, attention, bhwc_to_nchw, drop_path_rates,
-                      window_attention, window_grid)
+from ..layers import (ConvPositionEncoding, DropPath, Mlp, PatchEmbed, WindowGrid, attention, bhwc_to_nchw,
+                      drop_path_rates, pad_to_multiple, window_attention, window_grid)
 from ..registry import MODELS
 
 BLOCK_NORM_EPS = 1e-6  # official norm_layer=partial(nn.LayerNorm, eps=1e-6) (blocks, SVT output norms)
@@ -80,8 +79,7 @@ class GlobalSubsampledAttention(nn.Module):
         if self.sr_ratio > 1:
             s = self.sr_ratio
             reduced = x.permute(0, 3, 1, 2)
-            if H % s or W % s:  # a conv's zero border (not attention padding): zeros add nothing to its sums
-                reduced = F.pad(reduced, (0, (-W) % s, 0, (-H) % s))
+            reduced = pad_to_multiple(reduced, s)  # a conv's zero border: zeros add nothing to its sums
             reduced = self.norm(self.sr(reduced).flatten(2).transpose(1, 2))  # [B, M, C]
         else:
             reduced = x.reshape(B, H * W, C)
@@ -115,15 +113,13 @@ class LocallyGroupedAttention(nn.Module):
         return self.proj(grid.reverse(out))
 
 
-class PositionEncodingGenerator(nn.Module):
-    """PEG (Chu et al., CPVT): ``x + dwconv3x3(x)`` with zero padding. ``[B, H, W, C]`` -> same shape."""
+class PositionEncodingGenerator(ConvPositionEncoding):
+    """PEG (Chu et al., CPVT), ``x + dwconv3x3(x)`` on ``[B, C, H, W]``, under the official key names
+    (``pos_block.{i}.proj.0``: the official conv sits in a Sequential)."""
 
     def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.proj = nn.Sequential(nn.Conv2d(dim, dim, kernel_size=3, padding=1, groups=dim))  # official keys
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.proj(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        super().__init__(dim)
+        self.proj = nn.Sequential(self.proj)
 
 
 class TwinsBlock(nn.Module):
@@ -222,7 +218,7 @@ class _Twins(VisionBackbone):
             for j, block in enumerate(self.blocks[i]):
                 x = self.run_block(block, x, grids.get(block.window_size))
                 if j == 0:
-                    x = self.pos_block[i](x)
+                    x = self.pos_block[i](x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
             norm = getattr(self, f'norm{i}', None)
             if norm is not None:
                 x = norm(x)  # as the official dense SVT: the output norm also feeds the next stage
