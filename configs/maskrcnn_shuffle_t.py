@@ -17,12 +17,7 @@
 # converted once with
 #     python tools/convert_weights.py <downloaded Shuffle-T .pth> checkpoints/shuffle_t_vtb.pth
 # (the official file itself can also be named here: it is converted when the model is initialised).
-_base_ = [
-    './_base_/models/mask_rcnn_fpn.py',
-    './_base_/datasets/coco_instance_ms_crop.py',
-    './_base_/schedules/schedule_1x.py',
-    './_base_/default_runtime_det.py',
-]
+_base_ = './maskrcnn_swin_t.py'  # Swin-T's recipe: optimizer, multi-scale data, 1x schedule
 
 model = dict(
     backbone=dict(
@@ -38,15 +33,11 @@ model = dict(
     # The FPN reads the four stage outputs: Shuffle-T has 96, 192, 384 and 768 channels.
     neck=dict(in_channels=[96, 192, 384, 768]))
 
+# Swin's no-decay keys ('norm', 'relative_position_bias_table') cover the blocks' norm1/2/3 and the patch-merging
+# norms; the stem's two BatchNorms keep the official names to_token.conv{1,2}.1, so they are added here.
 optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
     paramwise_cfg=dict(
         custom_keys={
-            'relative_position_bias_table': dict(decay_mult=0.0),
-            # Swin's rule, no decay for norms: norm1/2/3 of the blocks and the patch-merging norms match 'norm';
-            # the stem's two BatchNorms keep the official names to_token.conv{1,2}.1.
-            'norm': dict(decay_mult=0.0),
             'to_token.conv1.1': dict(decay_mult=0.0),
             'to_token.conv2.1': dict(decay_mult=0.0),
         }))

@@ -3,12 +3,7 @@
 # norms and position tables; CoaT's counterparts: class tokens, CPE, CRPE); poly (power 1.0, min lr 0) after a
 # 1500-iteration linear warm-up from 1e-6; 16 images per iteration (8 GPUs x 2). Drop path 0.0: this variant's
 # detection value (Swin's 0.3 is tuned for Swin-T). Pretrained: the official ImageNet-1K file coat_lite_mini_6b4a8ae5.pth, converted on load.
-_base_ = [
-    './_base_/models/upernet.py',
-    './_base_/datasets/ade20k.py',
-    './_base_/schedules/schedule_160k.py',
-    './_base_/default_runtime_seg.py',
-]
+_base_ = './upernet_swin_t.py'  # Swin-T's recipe: optimizer, data, 160k schedule
 
 model = dict(
     backbone=dict(
@@ -21,13 +16,11 @@ model = dict(
     decode_head=dict(in_channels=[64, 128, 320, 512], num_classes=150),
     auxiliary_head=dict(in_channels=320, num_classes=150))
 
+# Swin's no-decay keys (its 'norm' also matches CoaT's norms) plus CoaT's class tokens and position encodings.
 optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01),
     paramwise_cfg=dict(
         custom_keys={
             'cls_token': dict(decay_mult=0.0),
             'cpe': dict(decay_mult=0.0),
             'crpe': dict(decay_mult=0.0),
-            'norm': dict(decay_mult=0.0),
         }))

@@ -3,28 +3,14 @@
 # only), so this is Swin-T's recipe: AdamW lr 6e-5, betas (0.9, 0.999), weight decay 0.01 except norms and the
 # position-bias tables; poly (power 1.0, min lr 0) after a 1500-iteration linear warm-up from 1e-6; drop path 0.3 as
 # Swin-T; 16 images per iteration (8 GPUs x 2). Pretrained: the official ImageNet-1K focal-tiny-is224-ws7.pth.
-_base_ = [
-    './_base_/models/upernet.py',
-    './_base_/datasets/ade20k.py',
-    './_base_/schedules/schedule_160k.py',
-    './_base_/default_runtime_seg.py',
-]
+_base_ = './upernet_swin_t.py'  # Swin-T's recipe: optimizer (no decay on norms and bias tables), data, schedule
 
 model = dict(
     backbone=dict(
+        _delete_=True,
         type='vt_backbones.FocalTransformer',
         arch='tiny',
         drop_path_rate=0.3,
         out_indices=(0, 1, 2, 3),
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/focal-tiny-is224-ws7.pth')),
-    decode_head=dict(in_channels=[96, 192, 384, 768], num_classes=150),
-    auxiliary_head=dict(in_channels=384, num_classes=150))
-
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01),
-    paramwise_cfg=dict(
-        custom_keys={
-            'relative_position_bias_table': dict(decay_mult=0.0),  # also matches the _to_neighbors/_to_windows tables
-            'norm': dict(decay_mult=0.0),
-        }))
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/focal-tiny-is224-ws7.pth')))
+# Swin's 'relative_position_bias_table' key also matches Focal's _to_neighbors/_to_windows tables.

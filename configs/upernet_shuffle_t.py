@@ -3,12 +3,7 @@
 # the relative position bias tables; poly (power 1.0, min lr 0) after a 1500-iteration linear warm-up from 1e-6;
 # drop path 0.3; SyncBN backbone norms; 16 images per iteration (8 GPUs x 2).
 # Pretrained: the official ImageNet-1K Shuffle-T file, converted (tools/convert_weights.py) to checkpoints/shuffle_t_vtb.pth.
-_base_ = [
-    './_base_/models/upernet.py',
-    './_base_/datasets/ade20k.py',
-    './_base_/schedules/schedule_160k.py',
-    './_base_/default_runtime_seg.py',
-]
+_base_ = './upernet_swin_t.py'  # Swin-T's recipe: optimizer, data, 160k schedule
 
 model = dict(
     backbone=dict(
@@ -20,17 +15,11 @@ model = dict(
         norm_cfg=dict(type='SyncBN', requires_grad=True),
         norm_eval=False,
         out_indices=(0, 1, 2, 3),
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/shuffle_t_vtb.pth')),
-    decode_head=dict(in_channels=[96, 192, 384, 768], num_classes=150),
-    auxiliary_head=dict(in_channels=384, num_classes=150))
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/shuffle_t_vtb.pth')))
 
 optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01),
     paramwise_cfg=dict(
         custom_keys={
-            'relative_position_bias_table': dict(decay_mult=0.0),
-            'norm': dict(decay_mult=0.0),
             'to_token.conv1.1': dict(decay_mult=0.0),  # the stem's BatchNorms (official names)
             'to_token.conv2.1': dict(decay_mult=0.0),
         }))
