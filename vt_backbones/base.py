@@ -19,7 +19,6 @@ the weight converter.
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
@@ -28,7 +27,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
-from .layers import bhwc_to_nchw
+from .layers import bhwc_to_nchw, ceil_div
 
 NUM_STAGES = 4
 MIN_SIZE = 32
@@ -120,7 +119,7 @@ class VisionBackbone(BaseModule):
         for i, feat in enumerate(self.forward_features(x)):
             if i in self.out_indices:
                 stride = 4 * 2 ** i
-                outs.append(feat[:, :, :math.ceil(H / stride), :math.ceil(W / stride)])
+                outs.append(feat[:, :, :ceil_div(H, stride), :ceil_div(W, stride)])  # exact on symbolic sizes
         return tuple(outs)
 
     def run_block(self, block: nn.Module, *args: Any) -> Any:

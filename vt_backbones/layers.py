@@ -7,8 +7,8 @@ Layouts: ``BHWC`` means a channels-last map ``[B, H, W, C]``; windows are ``[B *
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +17,33 @@ from torch import Tensor, nn
 # Added to the attention logits of pairs that must not attend to each other. A query always keeps
 # itself as a key (same label, see `label_mask`), so no softmax row is ever fully masked.
 MASKED = float('-inf')
+
+_Fn = TypeVar('_Fn', bound=Callable)
+
+
+def is_symbolic(*sizes: object) -> bool:
+    """True if a size is a `torch.SymInt` (torch.compile with dynamic shapes, torch.export): a Python branch on
+    it would specialise the graph to one size (or fail the export), so index and mask code must not branch."""
+    return any(isinstance(s, torch.SymInt) or (isinstance(s, tuple) and is_symbolic(*s)) for s in sizes)
+
+
+def cached_per_shape(maxsize: int) -> Callable[[_Fn], _Fn]:
+    """Caches an index/mask builder per argument values in eager mode (it runs once per input size, not per
+    forward), but calls it directly while torch.compile or torch.export traces the model or when a size is
+    symbolic, so that traced graphs compute the indices from the input's shape instead of baking in the
+    tensors of one size. The builders are written in torch ops on the sizes only, so both paths agree."""
+    def decorate(build: _Fn) -> _Fn:
+        cached = functools.lru_cache(maxsize=maxsize)(build)
+
+        @functools.wraps(build)
+        def get(*args, **kwargs):
+            if torch.compiler.is_compiling() or is_symbolic(*args, *kwargs.values()):
+                return build(*args, **kwargs)
+            return cached(*args, **kwargs)
+
+        get.cache_clear = cached.cache_clear
+        return get  # type: ignore[return-value]
+    return decorate
 
 
 def drop_path_rates(depths: list[int] | tuple[int, ...], rate: float) -> list[list[float]]:
@@ -71,14 +98,19 @@ def pad_hw(x: Tensor, height: int, width: int, channels_last: bool = True, value
     a real token moves.
     """
     H, W = (x.shape[1], x.shape[2]) if channels_last else (x.shape[2], x.shape[3])
-    if H == height and W == width:
+    if not is_symbolic(H, W, height, width) and H == height and W == width:
         return x
     pad = (0, width - W, 0, height - H)
     return F.pad(x, (0, 0) + pad if channels_last else pad, value=value)
 
 
+def ceil_div(value: int, divisor: int) -> int:
+    """``ceil(value / divisor)`` in integer arithmetic, so that it stays exact on symbolic sizes."""
+    return -(-value // divisor)
+
+
 def round_up(value: int, multiple: int) -> int:
-    return math.ceil(value / multiple) * multiple
+    return ceil_div(value, multiple) * multiple
 
 
 def pad_to_multiple(x: Tensor, multiple: int, channels_last: bool = False) -> Tensor:
@@ -88,7 +120,7 @@ def pad_to_multiple(x: Tensor, multiple: int, channels_last: bool = False) -> Te
     real zeros, as the conv's own padding. Tokens that attention must ignore are padded by `pad_hw` instead.
     """
     H, W = (x.shape[1], x.shape[2]) if channels_last else (x.shape[2], x.shape[3])
-    if H % multiple == 0 and W % multiple == 0:
+    if not is_symbolic(H, W) and H % multiple == 0 and W % multiple == 0:
         return x
     pad = (0, round_up(W, multiple) - W, 0, round_up(H, multiple) - H)
     return F.pad(x, (0, 0) + pad if channels_last else pad)
@@ -132,51 +164,54 @@ class WindowGrid:
         return x.index_select(1, self.reverse_index).view(-1, self.height, self.width, C)
 
 
-@functools.lru_cache(maxsize=64)
+@cached_per_shape(maxsize=64)
 def window_grid(height: int, width: int, window: tuple[int, int], shift: tuple[int, int] = (0, 0),
                 device: torch.device | None = None, dilation: tuple[int, int] = (1, 1)) -> WindowGrid:
-    """The `WindowGrid` of an ``H x W`` map.
+    """The `WindowGrid` of an ``H x W`` map (``height``, ``width`` may be symbolic: see `cached_per_shape`).
 
     The map is padded at the bottom/right to multiples of ``window * dilation`` and rolled by
     ``-shift`` (Swin's cyclic shift; only without dilation). Each ``(wh * dh) x (ww * dw)`` block is
     cut into ``dh * dw`` windows; window ``(i, j)`` of a block holds its rows ``i, i + dh, ...`` and
-    columns ``j, j + dw, ...``, in row-major order.
+    columns ``j, j + dw, ...``, in row-major order. Everything is arithmetic and comparisons on
+    ``arange``s of the padded sides, so a traced graph recomputes it for any size. The mask is left out
+    (``None``) only where it is known to be all zeros: no shift, no padding and concrete sizes.
     """
     (wh, ww), (sh, sw), (dh, dw) = window, shift, dilation
     if (sh or sw) and (dh, dw) != (1, 1):
         raise ValueError(f'a cyclic shift needs dilation (1, 1), got shift={shift} dilation={dilation}')
-    Hp, Wp = round_up(height, wh * dh), round_up(width, ww * dw)
-
-    def cut(grid: Tensor) -> Tensor:  # [Hp, Wp] -> [nW * N]: (block, offset) windows, row-major tokens
-        blocks = grid.view(Hp // (wh * dh), wh, dh, Wp // (ww * dw), ww, dw)
-        return blocks.permute(0, 2, 3, 5, 1, 4).reshape(-1)
-
-    rows, cols = torch.arange(Hp), torch.arange(Wp)
+    # Built from 1-D aranges by broadcasting, without views of symbolic shapes (each would need a guard).
+    block_h, block_w = wh * dh, ww * dw
+    blocks_h, blocks_w = ceil_div(height, block_h), ceil_div(width, block_w)
+    Hp, Wp = blocks_h * block_h, blocks_w * block_w
+    # Window w = ((bh * dh + oh) * blocks_w + bw) * dw + ow of block (bh, bw), offset (oh, ow); token t = ih * ww + iw.
+    win = torch.arange(blocks_h * dh * blocks_w * dw, device=device)[:, None]
+    tok = torch.arange(wh * ww, device=device)[None, :]
+    rows = win // (dw * blocks_w * dh) * block_h + tok // ww * dh + win // (dw * blocks_w) % dh  # [nW, N]
+    cols = win // dw % blocks_w * block_w + tok % ww * dw + win % dw
     # After the roll by -shift, position (r, c) holds the token from ((r + sh) % Hp, (c + sw) % Wp).
-    source = ((rows + sh) % Hp)[:, None] * Wp + ((cols + sw) % Wp)[None, :]
-    partition_index = cut(source)
-    slot_of_token = torch.empty_like(partition_index)
-    slot_of_token[partition_index] = torch.arange(partition_index.numel())
-    reverse_index = slot_of_token.view(Hp, Wp)[:height, :width].reshape(-1)
+    source_rows, source_cols = (rows + sh) % Hp, (cols + sw) % Wp
+    partition_index = (source_rows * Wp + source_cols).reshape(-1)
+    # The inverse: token (r, c) sits at rolled position ((r - sh) % Hp, (c - sw) % Wp), i.e. in the slot
+    # of that position's window and token.
+    r = (torch.arange(height, device=device) - sh) % Hp
+    c = (torch.arange(width, device=device) - sw) % Wp
+    window_row = (r // block_h * dh + r % dh) * blocks_w * dw  # [H]
+    window_col = c // block_w * dw + c % dw  # [W]
+    reverse_index = ((window_row[:, None] + window_col[None, :]) * (wh * ww)
+                     + (r % block_h // dh * ww)[:, None] + (c % block_w // dw)[None, :]).reshape(-1)
 
     mask = None
-    if Hp > height or Wp > width or sh or sw:
-        padded = torch.zeros(Hp, Wp, dtype=torch.long)
-        padded[height:, :] = 1
-        padded[:, width:] = 1
-        labels = padded.view(-1)[partition_index]
+    if sh or sw or is_symbolic(height, width) or Hp > height or Wp > width:
+        # Labels: padding (1) or not, and with a shift Swin's regions, in the rolled frame: the last
+        # `shift` rows/columns came around from the other side, the `window - shift` before them did not.
+        labels = ((source_rows >= height) | (source_cols >= width)).long()  # [nW, N]
         if sh or sw:
-            # Swin's regions, in the rolled frame: the last `shift` rows/columns came around from
-            # the other side, the `window - shift` before them did not.
-            region_rows = torch.zeros(Hp, dtype=torch.long)
-            region_rows[Hp - wh:], region_rows[Hp - sh:] = 1, 2
-            region_cols = torch.zeros(Wp, dtype=torch.long)
-            region_cols[Wp - ww:], region_cols[Wp - sw:] = 1, 2
-            labels = labels * 9 + cut(region_rows[:, None] * 3 + region_cols[None, :])
-        windows = labels.view(-1, wh * ww)
-        same = windows[:, :, None] == windows[:, None, :]  # a token always shares its own label
-        mask = torch.zeros(same.shape).masked_fill_(~same, MASKED).to(device)
-    return WindowGrid(height, width, Hp, Wp, window, partition_index.to(device), reverse_index.to(device), mask)
+            region_rows = (rows >= Hp - wh).long() + (rows >= Hp - sh).long()
+            region_cols = (cols >= Wp - ww).long() + (cols >= Wp - sw).long()
+            labels = labels * 9 + region_rows * 3 + region_cols
+        same = labels[:, :, None] == labels[:, None, :]  # a token always shares its own label
+        mask = torch.zeros(same.shape, device=device).masked_fill_(~same, MASKED)
+    return WindowGrid(height, width, Hp, Wp, window, partition_index, reverse_index, mask)
 
 
 def spanning_window_grid(height: int, width: int, window: tuple[int, int],
@@ -188,13 +223,12 @@ def spanning_window_grid(height: int, width: int, window: tuple[int, int],
     return window_grid(height, width, window, (0, 0), device, dilation)
 
 
-@functools.lru_cache(maxsize=32)
+@cached_per_shape(maxsize=32)
 def relative_position_index(wh: int, ww: int, device: torch.device | None = None) -> Tensor:
     """``[N, N]`` index into a ``(2wh-1)(2ww-1)`` bias table for every (query, key) pair of a window."""
-    coords = torch.stack(torch.meshgrid(torch.arange(wh), torch.arange(ww), indexing='ij')).flatten(1)
-    rel = coords[:, :, None] - coords[:, None, :]  # [2, N, N]
-    index = (rel[0] + wh - 1) * (2 * ww - 1) + (rel[1] + ww - 1)
-    return index.to(device)
+    rows = torch.arange(wh, device=device)[:, None].expand(wh, ww).reshape(-1)
+    cols = torch.arange(ww, device=device)[None, :].expand(wh, ww).reshape(-1)
+    return (rows[:, None] - rows[None, :] + wh - 1) * (2 * ww - 1) + (cols[:, None] - cols[None, :] + ww - 1)
 
 
 def relative_position_bias(table: Tensor, window: tuple[int, int]) -> Tensor:
