@@ -50,7 +50,7 @@ def rolled_neighbours(height: int, width: int, window: int, expand: int) -> torc
 @pytest.mark.parametrize('size', [(14, 14), (21, 28), (14, 35)], ids=lambda s: f'{s[0]}x{s[1]}')
 def test_neighbours_are_the_official_rolled_tokens(size):
     H, W = size
-    assert neighbour_offsets(7, 3)[0].numel() == 4 * (49 - 16) == 132
+    assert len(neighbour_offsets(7, 3)[0]) == 4 * (49 - 16) == 132
     layout = focal_layout(H, W, 7, 3, 3, False)
     local = layout.local_index.view(layout.grid.num_windows, -1)
     own, neighbours = local[:, :49], local[:, 49:]
@@ -59,12 +59,15 @@ def test_neighbours_are_the_official_rolled_tokens(size):
     assert torch.isfinite(layout.key_mask[:, :49 + 132]).all()  # no padding: only pooled windows masked
 
 
-def test_expand_is_zero_where_the_shorter_side_is_the_window():
-    """The official code: no neighbours where min(H, W) <= window; with the 7x7 tables only == 7 applies."""
-    assert focal_layout(7, 7, 7, 3, 1, False).expand == 0
-    assert focal_layout(7, 12, 7, 3, 1, False).expand == 0
-    assert focal_layout(8, 8, 7, 3, 1, False).expand == 3
-    assert focal_layout(4, 5, 7, 3, 1, False).expand == 3  # 7x7 window kept, padded, masked
+@pytest.mark.parametrize('size, no_neighbours', [((7, 7), True), ((7, 12), True), ((12, 7), True), ((8, 8), False),
+                                                  ((4, 5), False)], ids=str)
+def test_neighbours_masked_where_the_shorter_side_is_the_window(size, no_neighbours):
+    """The official code: no neighbours where min(H, W) <= window; with the 7x7 tables only == 7 applies (a
+    smaller map keeps the 7x7 window, padded and masked). Masked, so that one graph serves every size."""
+    layout = focal_layout(*size, 7, 3, 1, False)
+    neighbours = layout.key_mask[:, 49:49 + 132]
+    assert bool((neighbours == MASKED).all()) == no_neighbours
+    assert torch.isfinite(layout.key_mask[:, :1]).all()  # a query always keeps a real key: its window's first token
 
 
 def test_stage4_neighbour_table_unused_at_224_used_at_dense_sizes():
@@ -83,7 +86,7 @@ def test_mask_wrapped_masks_exactly_the_wrapped_neighbours():
     assert default.key_mask is not None  # pooled windows outside the 2x3 map
     assert torch.isfinite(default.key_mask[:, :49 + 132]).all()
     local = masked.key_mask[:, :49 + 132] == MASKED
-    dr, _ = neighbour_offsets(7, 3)
+    dr = torch.tensor(neighbour_offsets(7, 3)[0])
     assert torch.equal(local[1, 49:], dr < 0)  # window (0, 1): the rows above come from the map's bottom
     assert torch.equal(local[4, 49:], dr >= 7)  # window (1, 1): the rows below come from the map's top
     assert not local[:, :49].any()
@@ -151,3 +154,22 @@ def test_official_names_are_renamed():
     key = 'layers.1.blocks.0.attn.relative_position_bias_table_to_windows'
     assert torch.equal(converted[key], sd[key + '.0'])
     assert torch.equal(converted['layers.2.blocks.3.pool.weight'], sd['layers.2.blocks.3.pool_layers.0.weight'])
+
+
+def test_every_parameter_gets_a_gradient_where_stage4_side_is_the_window():
+    """197x261: stage 4 is 7x9, so the official rule drops its neighbours; their table still takes part (masked
+    keys, zero gradient), as DDP with find_unused_parameters=False needs."""
+    model = small().train()
+    sum(out.sum() for out in model(torch.randn(1, 3, 197, 261))).backward()
+    assert [name for name, p in model.named_parameters() if p.grad is None] == []
+    table = model.layers[3].blocks[0].attn.relative_position_bias_table_to_neighbors
+    assert torch.count_nonzero(table.grad) == 0  # masked: the outputs do not depend on it at this size
+
+
+def test_one_graph_for_two_sizes():
+    """No data-dependent branch or ``nonzero`` left: torch.compile traces Focal in one graph at any size."""
+    model = small()
+    torch._dynamo.reset()
+    for size in [(224, 224), (97, 131)]:
+        explained = torch._dynamo.explain(model)(torch.randn(1, 3, *size))
+        assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons

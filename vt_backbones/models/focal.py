@@ -24,9 +24,12 @@ are computed but unused). We keep that by default, so that the pretrained weight
 trained with and the outputs equal the official code's; ``mask_wrapped=True`` masks those tokens instead.
 
 Stages no larger than the window: where the shorter side of a stage map equals the window (stage 4 at
-224x224), the official code takes no neighbour tokens (expand size 0); this is decided per input, so a 224
-input gives the official outputs although every stage has a neighbour table (the one of stage 4, absent
-from the 224 checkpoints, is new: it is needed by every larger input). Where the shorter side is below the
+224x224), the official code takes no neighbour tokens (expand size 0); we mask them instead (a masked key has
+weight exactly 0), decided inside the graph from the map's size, so a 224 input gives the official outputs, one
+traced graph (torch.compile, ONNX) serves every size, and the neighbour table always takes part in the graph
+(a zero gradient at such sizes: DDP without ``find_unused_parameters`` needs every parameter used). Every
+stage has a neighbour table (the one of stage 4, absent from the 224 checkpoints, is new: it is needed by
+every larger input). Where the shorter side is below the
 window, the official code would shrink the window and build tables of other shapes that no checkpoint has:
 we keep the 7x7 window (padded and masked) and its neighbours, as for any other map.
 
@@ -53,39 +56,31 @@ from torch import Tensor, nn
 
 from ..base import StagedBackbone
 from ..convert import FamilyConverter, SourceFormat, StateDict, drop, register_converter, rename
-from ..layers import (MASKED, DropPath, Mlp, PatchEmbed, WindowGrid, attention, bhwc_to_nchw,
-                      drop_path_rates, pad_hw, relative_position_bias, window_attn_mask,
-                      window_grid)
+from ..layers import (MASKED, DropPath, Mlp, PatchEmbed, WindowGrid, attention, bhwc_to_nchw, cached_per_shape,
+                      ceil_div, drop_path_rates, pad_hw, relative_position_bias, window_attn_mask, window_grid)
 from ..registry import MODELS
 
 
-def neighbour_offsets(window: int, expand: int) -> tuple[Tensor, Tensor]:
+def neighbour_offsets(window: int, expand: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Row and column offsets, from a window's top-left token, of its ``4 * (w^2 - (w - e)^2)`` neighbours.
 
     In the official order: the windows displaced by (+e, +e), (+e, -e), (-e, +e), (-e, -e) (its rolls by
-    (-e, -e), (-e, +e), (e, -e), (e, e)), each keeping, row-major, the tokens outside the window.
+    (-e, -e), (-e, +e), (e, -e), (e, e)), each keeping, row-major, the tokens outside the window. Python ints
+    (constants of a traced graph, no boolean indexing).
     """
-    rows = torch.arange(window)[:, None].expand(window, window)
-    cols = torch.arange(window)[None, :].expand(window, window)
-    near_end, near_start = window - expand, expand
-    outside = {  # displacement -> which tokens of the displaced window lie outside the window
-        (expand, expand): (rows >= near_end) | (cols >= near_end),
-        (expand, -expand): (rows >= near_end) | (cols < near_start),
-        (-expand, expand): (rows < near_start) | (cols >= near_end),
-        (-expand, -expand): (rows < near_start) | (cols < near_start),
-    }
-    dr = torch.cat([rows[keep] + r for (r, _), keep in outside.items()])
-    dc = torch.cat([cols[keep] + c for (_, c), keep in outside.items()])
-    return dr, dc
+    displacements = ((expand, expand), (expand, -expand), (-expand, expand), (-expand, -expand))
+    offsets = [(i + dr, j + dc) for dr, dc in displacements for i in range(window) for j in range(window)
+               if not (0 <= i + dr < window and 0 <= j + dc < window)]
+    return tuple(r for r, _ in offsets), tuple(c for _, c in offsets)
 
 
-@functools.lru_cache(maxsize=16)
+@cached_per_shape(maxsize=16)
 def window_to_pooled_index(window: int, focal_window: int, device: torch.device | None = None) -> Tensor:
     """``[w^2, f^2]`` index into a ``(w + f - 1)^2`` table for (query token, pooled window) pairs, as official."""
-    q = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing='ij')).flatten(1)
-    k = torch.stack(torch.meshgrid(torch.arange(focal_window), torch.arange(focal_window), indexing='ij')).flatten(1)
-    rel = q[:, :, None] - k[:, None, :] + (focal_window - 1)  # [2, w^2, f^2], from 0
-    return (rel[0] * (window + focal_window - 1) + rel[1]).to(device)
+    q, k = torch.arange(window * window, device=device)[:, None], torch.arange(focal_window ** 2, device=device)
+    rows = q // window - k // focal_window + (focal_window - 1)  # relative offsets, from 0
+    cols = q % window - k % focal_window + (focal_window - 1)
+    return rows * (window + focal_window - 1) + cols
 
 
 @dataclass(frozen=True)
@@ -94,59 +89,63 @@ class FocalLayout:
 
     ``grid`` partitions the queries (and the tokens to pool); ``local_index`` (``[nW * L]``) picks, for every
     window, its own tokens then its neighbours from the padded map (flattened); ``pooled_index``
-    (``[nW * f^2]``) picks the pooled windows around it; ``key_mask`` (``[nW, L + f^2]`` or ``None``) masks
-    padding, pooled windows outside the map and, with ``mask_wrapped``, wrapped neighbours;
-    ``pool_weight_scale`` (``[nW, w^2]``) is 0 on padded tokens and ``w^2 / real tokens`` elsewhere.
+    (``[nW * f^2]``) picks the pooled windows around it; ``key_mask`` (``[nW, L + f^2]``) masks padding, pooled
+    windows outside the map, the neighbours of a map whose shorter side is the window (official rule) and,
+    with ``mask_wrapped``, wrapped neighbours; ``pool_weight_scale`` (``[nW, w^2]``) is 0 on padded tokens and
+    ``w^2 / real tokens`` elsewhere.
     """
     grid: WindowGrid
-    expand: int
     local_index: Tensor
     pooled_index: Tensor
-    key_mask: Tensor | None
+    key_mask: Tensor
     pool_weight_scale: Tensor
 
 
-@functools.lru_cache(maxsize=32)
+@cached_per_shape(maxsize=32)
 def focal_layout(height: int, width: int, window: int, expand: int, focal_window: int, mask_wrapped: bool,
                  device: torch.device | None = None) -> FocalLayout:
-    """The `FocalLayout` of an ``H x W`` map; ``expand`` drops to 0 where ``min(H, W) == window`` (official)."""
+    """The `FocalLayout` of an ``H x W`` map (sizes may be symbolic: torch ops on aranges, no branch on them).
+
+    The official code takes no neighbours (expand size 0) where ``min(H, W) == window``: here the neighbours
+    are then masked, which gives the same attention (a masked key has weight exactly 0) from one graph for
+    every size, and keeps the neighbour table in the autograd graph (a zero gradient, not none: DDP with
+    ``find_unused_parameters=False`` needs every parameter to take part).
+    """
     grid = window_grid(height, width, (window, window), device=device)
     Hp, Wp = grid.padded_height, grid.padded_width
-    nWh, nWw = Hp // window, Wp // window
-    if min(height, width) == window:
-        expand = 0
+    nWh, nWw = ceil_div(height, window), ceil_div(width, window)
+    N = window * window
 
     # Own tokens (row-major), then the neighbours; rows/columns in the unwrapped padded frame.
-    own = torch.arange(window * window)
-    dr, dc = own // window, own % window
-    if expand:
-        nr, nc = neighbour_offsets(window, expand)
-        dr, dc = torch.cat([dr, nr]), torch.cat([dc, nc])
-    rows = (torch.arange(nWh) * window)[:, None, None] + dr  # [nWh, 1, L]
-    cols = (torch.arange(nWw) * window)[None, :, None] + dc  # [1, nWw, L]
+    nr, nc = neighbour_offsets(window, expand)
+    own = torch.arange(N, device=device)
+    dr = torch.cat([own // window, torch.tensor(nr, dtype=torch.long, device=device)])
+    dc = torch.cat([own % window, torch.tensor(nc, dtype=torch.long, device=device)])
+    win = torch.arange(nWh * nWw, device=device)[:, None]
+    rows, cols = win // nWw * window + dr, win % nWw * window + dc  # [nW, L]
     wrapped = (rows < 0) | (rows >= Hp) | (cols < 0) | (cols >= Wp)
+    real = ((rows < height) & (cols < width))[:, :N].float()  # own tokens: never wrapped
     rows, cols = rows % Hp, cols % Wp  # torch.roll's wrap-around
     local_masked = (rows >= height) | (cols >= width)  # padding
     if mask_wrapped:
         local_masked = local_masked | wrapped
+    short_side = torch.minimum(torch.scalar_tensor(height, dtype=torch.long, device=device),
+                               torch.scalar_tensor(width, dtype=torch.long, device=device))
+    is_neighbour = torch.arange(dr.numel(), device=device) >= N
+    local_masked = local_masked | (is_neighbour & (short_side == window))
     local_index = (rows * Wp + cols).reshape(-1)
-    local_masked = local_masked.reshape(nWh * nWw, -1)
 
     # Pooled windows: the focal_window x focal_window around each window (nn.Unfold's order and zero border).
-    offsets = torch.arange(focal_window) - focal_window // 2
-    prow = torch.arange(nWh)[:, None, None, None] + offsets[:, None]  # [nWh, 1, f, 1]
-    pcol = torch.arange(nWw)[None, :, None, None] + offsets[None, :]  # [1, nWw, 1, f]
-    pooled_masked = ((prow < 0) | (prow >= nWh) | (pcol < 0) | (pcol >= nWw)).reshape(nWh * nWw, -1)
-    pooled_index = (prow.clamp(0, nWh - 1) * nWw + pcol.clamp(0, nWw - 1)).reshape(-1)
+    k = torch.arange(focal_window ** 2, device=device)
+    prow = win // nWw + k // focal_window - focal_window // 2  # [nW, f^2]
+    pcol = win % nWw + k % focal_window - focal_window // 2
+    pooled_masked = (prow < 0) | (prow >= nWh) | (pcol < 0) | (pcol >= nWw)
+    pooled_index = torch.where(pooled_masked, 0, prow * nWw + pcol).reshape(-1)  # masked keys: any window
 
     masked = torch.cat([local_masked, pooled_masked], dim=1)
-    key_mask = torch.zeros(masked.shape).masked_fill_(masked, MASKED).to(device) if masked.any() else None
-
-    real = torch.zeros(Hp, Wp)
-    real[:height, :width] = 1
-    real = real.view(-1)[grid.partition_index.cpu()].view(nWh * nWw, -1)
-    scale = real * (window * window) / real.sum(dim=1, keepdim=True)
-    return FocalLayout(grid, expand, local_index.to(device), pooled_index.to(device), key_mask, scale.to(device))
+    key_mask = torch.zeros(masked.shape, device=device).masked_fill_(masked, MASKED)
+    scale = real * N / real.sum(dim=1, keepdim=True)
+    return FocalLayout(grid, local_index, pooled_index, key_mask, scale)
 
 
 class FocalAttention(nn.Module):
@@ -175,15 +174,13 @@ class FocalAttention(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
-    def bias(self, expand: int) -> Tensor:
-        """``[heads, w^2, L + f^2]``: the three position biases in key order (no neighbours when ``expand == 0``)."""
+    def bias(self) -> Tensor:
+        """``[heads, w^2, L + f^2]``: the three position biases in key order."""
         w = self.window_size
-        parts = [relative_position_bias(self.relative_position_bias_table, (w, w))]
-        if expand:
-            parts.append(self.relative_position_bias_table_to_neighbors[0])
         index = window_to_pooled_index(w, self.focal_window, self.relative_position_bias_table_to_windows.device)
-        parts.append(self.relative_position_bias_table_to_windows[:, index])
-        return torch.cat(parts, dim=-1)
+        return torch.cat([relative_position_bias(self.relative_position_bias_table, (w, w)),
+                          self.relative_position_bias_table_to_neighbors[0],
+                          self.relative_position_bias_table_to_windows[:, index]], dim=-1)
 
     def forward(self, x: Tensor, pooled: Tensor, layout: FocalLayout) -> Tensor:
         B, H, W, C = x.shape
@@ -199,8 +196,7 @@ class FocalAttention(nn.Module):
         kv = torch.cat([local, pooled], dim=2)  # [B, nW, L + f^2, 2C]
         k, v = kv.view(B * nW, -1, 2, heads, C // heads).permute(2, 0, 3, 1, 4).unbind(0)
 
-        key_mask = None if layout.key_mask is None else layout.key_mask[:, None, :]  # [nW, 1, keys]
-        attn_mask = window_attn_mask(self.bias(layout.expand), key_mask, B * nW, heads)
+        attn_mask = window_attn_mask(self.bias(), layout.key_mask[:, None, :], B * nW, heads)
         out = attention(q, k, v, attn_mask, self.attn_drop, self.training)  # [B * nW, heads, N, d]
         return grid.reverse(out.transpose(1, 2).reshape(B * nW, N, C))
 
