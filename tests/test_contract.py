@@ -154,10 +154,25 @@ def test_clear_errors(name):
         (lambda: cls(arch='gigantic'), r"unknown arch 'gigantic'.*valid: \["),
         (lambda: cls(arch=cls.variants[name], out_indices=(0, 4)), r'out_indices must be .* 0\.\.3'),
         (lambda: cls(arch=cls.variants[name], frozen_stages=5), r'frozen_stages must be an int in -1\.\.4'),
+        (lambda: cls(arch=cls.variants[name], pretrained='a.pth', init_cfg=dict(type='Pretrained', checkpoint='b.pth')),
+         r"pretrained='a.pth' and init_cfg=.* are both set; give only init_cfg"),
+        (lambda: cls(arch=cls.variants[name], pretrained=True), r'pretrained must be a checkpoint path or URL'),
     ]
     for call, message in cases:
         with pytest.raises(ValueError, match=message):
             call()
+
+
+@pytest.mark.parametrize('name', MODELS)
+def test_pretrained_argument_as_mmdet_and_mmseg_backbones(name, recwarn):
+    """mmseg's EncoderDecoder passes ``model.pretrained`` to the backbone: None is silent, a path becomes
+    ``init_cfg=Pretrained`` (loaded through the converter, see test_mmdet_mmseg.py) with a deprecation warning."""
+    with torch.device('meta'):  # construction only
+        assert build(name, pretrained=None).init_cfg is None
+        assert not [w for w in recwarn.list if 'pretrained' in str(w.message)]
+        with pytest.warns(FutureWarning, match=r"pretrained is deprecated, use init_cfg=dict\(type='Pretrained'"):
+            model = build(name, pretrained='checkpoints/x.pth')
+    assert model.init_cfg == dict(type='Pretrained', checkpoint='checkpoints/x.pth')
 
 
 def test_unknown_model_name_lists_valid_ones():

@@ -15,10 +15,11 @@ A family subclass builds its layers, then provides:
 
 The base class validates arguments and inputs, crops the outputs to the contract's size, keeps frozen
 stages frozen and norms in eval mode through ``train()``, and loads ``init_cfg=Pretrained`` through
-the weight converter.
+the weight converter (also given as mmdet/mmseg's deprecated ``pretrained=`` path).
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
@@ -33,6 +34,27 @@ NUM_STAGES = 4
 MIN_SIZE = 32
 
 
+def pretrained_init_cfg(pretrained: str | None, init_cfg: dict | list | None) -> dict | list | None:
+    """The ``init_cfg`` for the deprecated ``pretrained=`` argument, as mmdet's and mmseg's backbones take it.
+
+    mmseg's ``EncoderDecoder`` passes its ``model.pretrained`` to the backbone, so configs written for
+    mmseg's own backbones give it: a path or URL becomes ``init_cfg=dict(type='Pretrained', checkpoint=path)``
+    (loaded through the weight converter like any ``init_cfg``), with a deprecation warning.
+    """
+    if pretrained is None:
+        return init_cfg
+    if not isinstance(pretrained, str):
+        raise ValueError(f'pretrained must be a checkpoint path or URL (str) or None, got {pretrained!r}')
+    if init_cfg is not None:
+        raise ValueError(f'pretrained={pretrained!r} and init_cfg={init_cfg!r} are both set; give only '
+                         "init_cfg=dict(type='Pretrained', checkpoint=...) (in an mmseg config: "
+                         'model.pretrained=None)')
+    # stacklevel: the code that called the family's constructor.
+    warnings.warn(f'pretrained is deprecated, use '
+                  f"init_cfg=dict(type='Pretrained', checkpoint={pretrained!r}) instead", FutureWarning, stacklevel=4)
+    return dict(type='Pretrained', checkpoint=pretrained)
+
+
 class VisionBackbone(BaseModule):
     """Base class of all vt_backbones backbones (see the module docstring for the contract)."""
 
@@ -43,8 +65,9 @@ class VisionBackbone(BaseModule):
 
     def __init__(self, arch: str | dict, in_channels: int = 3, out_indices: Sequence[int] = (0, 1, 2, 3),
                  frozen_stages: int = -1, norm_eval: bool = False, with_cp: bool = False,
-                 drop_path_rate: float = 0.0, init_cfg: dict | list | None = None) -> None:
-        super().__init__(init_cfg=init_cfg)
+                 drop_path_rate: float = 0.0, init_cfg: dict | list | None = None,
+                 pretrained: str | None = None) -> None:
+        super().__init__(init_cfg=pretrained_init_cfg(pretrained, init_cfg))
         self.arch = self.resolve_arch(arch)
         if not isinstance(in_channels, int) or in_channels < 1:
             raise ValueError(f'in_channels must be a positive int, got {in_channels!r}')

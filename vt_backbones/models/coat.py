@@ -243,9 +243,10 @@ class CoaT(VisionBackbone):
     def __init__(self, arch: str | dict, in_channels: int = 3, qkv_bias: bool = True, drop_rate: float = 0.0,
                  drop_path_rate: float = 0.0, crpe_windows: Mapping[int, int] | None = None,
                  out_indices: Sequence[int] = (0, 1, 2, 3), frozen_stages: int = -1, norm_eval: bool = False,
-                 with_cp: bool = False, init_cfg: dict | None = None) -> None:
+                 with_cp: bool = False, init_cfg: dict | None = None,
+                 pretrained: str | None = None) -> None:
         super().__init__(arch, in_channels, out_indices, frozen_stages, norm_eval, with_cp, drop_path_rate,
-                         init_cfg)
+                         init_cfg, pretrained=pretrained)
         a = self.arch
         for key in ('embed_dims', 'serial_depths', 'mlp_ratios'):
             if len(a[key]) != 4 or any(not isinstance(v, (int, float)) or v < 1 for v in a[key]):

@@ -222,9 +222,10 @@ class CrossFormer(StagedBackbone):
                  intervals: Sequence[int] = (8, 4, 2, 1), lda_mode: str = 'fixed_interval', mlp_ratio: float = 4.0,
                  qkv_bias: bool = True, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
                  drop_path_rate: float = 0.1, out_indices: Sequence[int] = (0, 1, 2, 3), frozen_stages: int = -1,
-                 norm_eval: bool = False, with_cp: bool = False, init_cfg: dict | None = None) -> None:
+                 norm_eval: bool = False, with_cp: bool = False, init_cfg: dict | None = None,
+                 pretrained: str | None = None) -> None:
         super().__init__(arch, in_channels, out_indices, frozen_stages, norm_eval, with_cp, drop_path_rate,
-                         init_cfg)
+                         init_cfg, pretrained=pretrained)
         embed_dims, depths, num_heads = self.arch['embed_dims'], self.arch['depths'], self.arch['num_heads']
         if not isinstance(group_size, int) or group_size < 1:
             raise ValueError(f'group_size must be a positive int, got {group_size!r}')

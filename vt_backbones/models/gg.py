@@ -139,9 +139,10 @@ class GGTransformer(StagedBackbone):
                  gaze_kernel_size: int = 3, mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_rate: float = 0.0,
                  attn_drop_rate: float = 0.0, drop_path_rate: float = 0.2,
                  out_indices: Sequence[int] = (0, 1, 2, 3), frozen_stages: int = -1,
-                 norm_eval: bool = False, with_cp: bool = False, init_cfg: dict | None = None) -> None:
+                 norm_eval: bool = False, with_cp: bool = False, init_cfg: dict | None = None,
+                 pretrained: str | None = None) -> None:
         super().__init__(arch, in_channels, out_indices, frozen_stages, norm_eval, with_cp, drop_path_rate,
-                         init_cfg)
+                         init_cfg, pretrained=pretrained)
         if not isinstance(window_size, int) or window_size < 2:
             raise ValueError(f'window_size must be an int >= 2, got {window_size!r}')
         if not isinstance(gaze_kernel_size, int) or gaze_kernel_size < 1 or gaze_kernel_size % 2 == 0:

@@ -211,9 +211,10 @@ class ShuffleTransformer(VisionBackbone):
                  mlp_ratio: float = 4.0, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
                  norm_cfg: dict | None = None, out_indices: Sequence[int] = (0, 1, 2, 3),
                  frozen_stages: int = -1, norm_eval: bool = False, with_cp: bool = False,
-                 init_cfg: dict | None = None) -> None:
+                 init_cfg: dict | None = None,
+                 pretrained: str | None = None) -> None:
         super().__init__(arch, in_channels, out_indices, frozen_stages, norm_eval, with_cp, drop_path_rate,
-                         init_cfg)
+                         init_cfg, pretrained=pretrained)
         norm_cfg = dict(type='BN', requires_grad=True) if norm_cfg is None else norm_cfg
         if not isinstance(norm_cfg, dict) or 'type' not in norm_cfg:
             raise ValueError(f"norm_cfg must be a dict with a 'type' (e.g. dict(type='SyncBN')), got {norm_cfg!r}")

@@ -133,9 +133,10 @@ class SwinTransformer(StagedBackbone):
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_rate: float = 0.0,
                  attn_drop_rate: float = 0.0, drop_path_rate: float = 0.2,
                  out_indices: Sequence[int] = (0, 1, 2, 3), frozen_stages: int = -1,
-                 norm_eval: bool = False, with_cp: bool = False, init_cfg: dict | None = None) -> None:
+                 norm_eval: bool = False, with_cp: bool = False, init_cfg: dict | None = None,
+                 pretrained: str | None = None) -> None:
         super().__init__(arch, in_channels, out_indices, frozen_stages, norm_eval, with_cp, drop_path_rate,
-                         init_cfg)
+                         init_cfg, pretrained=pretrained)
         if window_size < 2:
             raise ValueError(f'window_size must be >= 2, got {window_size!r}')
         build_swin_layout(self, in_channels, drop_rate, lambda i, dim, depth, heads, drop_paths: SwinStage(
