@@ -1,4 +1,5 @@
-"""vt_backbones.compat: weights-only loading of mmengine checkpoints and distributed runs without CUDA.
+"""vt_backbones.compat: weights-only loading of mmengine checkpoints, distributed runs without CUDA, crash-safe
+checkpoint writes and resume.
 
 The toy model, dataset, metric and hook are registered in mmengine's root registries under
 ``CompatToy*`` names; the 2-process run imports this module through ``custom_imports``.
@@ -13,6 +14,7 @@ import pickle
 import socket
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,15 +25,18 @@ from mmcv.cnn import build_norm_layer
 from mmengine.device import get_device
 from mmengine.dist import utils as dist_utils
 from mmengine.evaluator import BaseMetric
+from mmengine.fileio.backends import LocalBackend
 from mmengine.hooks import Hook
 from mmengine.logging import HistoryBuffer
 from mmengine.model import BaseModel, MMDistributedDataParallel
 from mmengine.registry import DATASETS, HOOKS, METRICS, MODELS, DefaultScope
 from mmengine.runner import Runner, load_checkpoint
+from mmengine.runner import runner as runner_module
 from torch import nn
 from torch.utils.data import Dataset
 
 import vt_backbones.compat  # noqa: F401  the module under test
+from vt_backbones.compat import checkpoint_problem
 
 REPO = Path(__file__).resolve().parents[1]
 cpu_only = pytest.mark.skipif(get_device() != 'cpu', reason='the distributed fallbacks apply only without CUDA')
@@ -219,9 +224,52 @@ def test_mmseg_head_with_syncbn_runs_on_cpu() -> None:
 
 
 def test_reimport_patches_once() -> None:
-    patched = (MMDistributedDataParallel.__init__, dist_utils._init_dist_pytorch, MODELS.get('SyncBN'))
+    def patched() -> tuple:
+        return (MMDistributedDataParallel.__init__, dist_utils._init_dist_pytorch, MODELS.get('SyncBN'),
+                LocalBackend.put, runner_module.find_latest_checkpoint)
+    before = patched()
     importlib.reload(vt_backbones.compat)
-    assert (MMDistributedDataParallel.__init__, dist_utils._init_dist_pytorch, MODELS.get('SyncBN')) == patched
+    assert patched() == before
+
+
+def test_failed_checkpoint_write_keeps_the_previous_file(tmp_path: Path) -> None:
+    target = tmp_path / 'iter_2.pth'
+    LocalBackend().put(b'complete', target)
+    with pytest.raises(TypeError):
+        LocalBackend().put(object(), target)  # the write fails (as a process killed mid-write stops)
+    assert target.read_bytes() == b'complete' and os.listdir(tmp_path) == ['iter_2.pth']  # no temp file left
+
+
+def flip_a_tensor_byte(path: Path) -> None:
+    """Corrupts one byte of the first tensor's data inside a torch zip checkpoint."""
+    with zipfile.ZipFile(path) as archive:
+        member = next(info for info in archive.infolist() if '/data/' in info.filename)
+    data = bytearray(path.read_bytes())
+    header = data[member.header_offset:member.header_offset + 30]  # the local file header
+    name_length, extra_length = int.from_bytes(header[26:28], 'little'), int.from_bytes(header[28:30], 'little')
+    start = member.header_offset + 30 + name_length + extra_length
+    data[start + 10] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_resume_skips_a_damaged_latest_checkpoint(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    for step in (2, 4, 6):
+        torch.save({'meta': {'iter': step}, 'state_dict': {'w': torch.randn(64)}}, tmp_path / f'iter_{step}.pth')
+    (tmp_path / 'best_mse_iter_2.pth').write_bytes((tmp_path / 'iter_2.pth').read_bytes())
+    latest = tmp_path / 'iter_6.pth'
+    (tmp_path / 'last_checkpoint').write_text(str(latest))
+    assert runner_module.find_latest_checkpoint(str(tmp_path)) == str(latest)  # intact: unchanged
+
+    data = latest.read_bytes()
+    latest.write_bytes(data[:len(data) // 2])  # a write cut short
+    flip_a_tensor_byte(tmp_path / 'iter_4.pth')
+    assert 'truncated' in checkpoint_problem(str(latest)) and 'CRC' in checkpoint_problem(str(tmp_path / 'iter_4.pth'))
+    assert runner_module.find_latest_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_2.pth')
+
+    for name in ('iter_2.pth', 'best_mse_iter_2.pth'):
+        (tmp_path / name).unlink()
+    with pytest.raises(RuntimeError, match='cannot be resumed: .* No other intact checkpoint'):
+        runner_module.find_latest_checkpoint(str(tmp_path))
 
 
 def _free_port() -> int:

@@ -12,6 +12,7 @@ import argparse
 from mmengine.config import Config
 from mmengine.evaluator import BaseMetric, DumpResults
 from mmengine.runner import Runner
+from torch.distributed.elastic.multiprocessing.errors import record
 
 import vt_backbones  # noqa: F401  applies vt_backbones.compat before anything is built or loaded
 from cli_common import add_common_args, load_config  # tools/ is on sys.path when a tool runs
@@ -51,6 +52,7 @@ def dump_metric(scope: str | None, out_file: str) -> BaseMetric:
     return DumpResults(out_file_path=out_file)
 
 
+@record  # under torchrun: the failing rank's traceback goes into the launcher's error summary
 def main() -> None:
     args = parse_args()
     cfg = load_config(args)

@@ -1,0 +1,106 @@
+"""Training with AMP (issue 11, item 2): mmengine's AmpOptimWrapper on a machine without CUDA (bf16 autocast,
+vt_backbones.compat), and its loss scaler through a checkpoint and a resume.
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from mmengine.device import get_device
+from mmengine.hooks import Hook
+from mmengine.optim import AmpOptimWrapper, build_optim_wrapper
+from mmengine.optim.optimizer import amp_optimizer_wrapper
+from mmengine.runner import Runner
+from torch import nn
+
+from vt_backbones import compat
+
+cpu_only = pytest.mark.skipif(get_device() != 'cpu', reason="ours replaces mmengine's AmpOptimWrapper without CUDA")
+
+
+def amp_wrapper(model: nn.Module, **kwargs: Any) -> AmpOptimWrapper:
+    return build_optim_wrapper(model, dict(type='AmpOptimWrapper', optimizer=dict(type='SGD', lr=0.5), **kwargs))
+
+
+@cpu_only
+def test_cpu_amp_trains_in_bf16_without_loss_scaling() -> None:
+    model = nn.Linear(4, 3)
+    wrapper = amp_wrapper(model, dtype='bfloat16', loss_scale='dynamic')
+    assert isinstance(wrapper, AmpOptimWrapper) and wrapper.cast_dtype == torch.bfloat16
+    x = torch.randn(8, 4)
+
+    def loss() -> torch.Tensor:
+        with wrapper.optim_context(model):
+            out = model(x)
+        assert out.dtype == torch.bfloat16
+        return out.float().square().mean()
+
+    loss().backward()
+    expected = {name: (p - 0.5 * p.grad).detach() for name, p in model.named_parameters()}  # plain SGD: unscaled
+    model.zero_grad()
+    wrapper.update_params(loss())
+    for name, p in model.named_parameters():
+        assert torch.equal(p.detach(), expected[name]), name
+    assert 'loss_scaler' not in wrapper.state_dict()  # a disabled scaler has no state to save
+
+
+@cpu_only
+@pytest.mark.parametrize('native', [True, False])
+def test_cpu_amp_of_a_gpu_recipe_uses_bf16_only_where_native(native: bool, monkeypatch) -> None:
+    monkeypatch.setattr(compat, 'cpu_has_native_bf16', lambda: native)
+    model = nn.Linear(4, 3)
+    wrapper = amp_wrapper(model, loss_scale=512.0)  # a recipe's fp16 setting: no dtype
+    with wrapper.optim_context(model):
+        out = model(torch.randn(2, 4))
+    assert out.dtype == (torch.bfloat16 if native else torch.float32)
+
+
+@cpu_only
+def test_cpu_amp_rejects_other_dtypes() -> None:
+    with pytest.raises(ValueError, match="dtype on a CPU must be 'bfloat16', 'float16' or None, got 'float64'"):
+        amp_wrapper(nn.Linear(2, 2), dtype='float64')
+
+
+class RecordScaleHook(Hook):
+    """The loss scale each iteration starts with."""
+
+    def __init__(self) -> None:
+        self.scales: dict[int, float] = {}
+
+    def before_train_iter(self, runner: Runner, batch_idx: int, data_batch: Any = None) -> None:
+        self.scales[runner.iter + 1] = runner.optim_wrapper.loss_scaler.get_scale()
+
+
+def scaled_runner(work_dir: Path, max_iters: int, **kwargs: Any) -> Runner:
+    import test_compat  # noqa: F401  registers the toy model and dataset
+    # growth_interval=1: the scale doubles after every finite step, so each iteration has its own scale.
+    return Runner(
+        model=dict(type='CompatToyModel'), work_dir=str(work_dir),
+        train_dataloader=dict(dataset=dict(type='CompatToyDataset'), batch_size=4, num_workers=0,
+                              sampler=dict(type='DefaultSampler', shuffle=True)),
+        optim_wrapper=dict(type=AmpOptimWrapper, optimizer=dict(type='SGD', lr=0.01),
+                           loss_scale=dict(init_scale=8.0, growth_interval=1)),
+        train_cfg=dict(by_epoch=False, max_iters=max_iters),
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False)),
+        randomness=dict(seed=0), **kwargs)
+
+
+def test_amp_loss_scaler_survives_checkpoint_and_resume(tmp_path, monkeypatch) -> None:
+    """mmengine's own AmpOptimWrapper (the GPU path), with a CPU GradScaler standing in for the CUDA one."""
+    monkeypatch.setattr(amp_optimizer_wrapper, 'is_cuda_available', lambda: True)
+    monkeypatch.setattr(amp_optimizer_wrapper, 'GradScaler', functools.partial(torch.amp.GradScaler, 'cpu'))
+    first = RecordScaleHook()
+    scaled_runner(tmp_path, max_iters=2, custom_hooks=[first]).train()
+    assert first.scales == {1: 8.0, 2: 16.0}
+    saved = torch.load(tmp_path / 'iter_2.pth')['optimizer']['loss_scaler']  # weights-only, torch's default
+    assert saved['scale'] == 32.0 and saved['growth_interval'] == 1
+
+    resumed = RecordScaleHook()
+    runner = scaled_runner(tmp_path, max_iters=3, custom_hooks=[resumed], resume=True)
+    runner.train()
+    assert resumed.scales == {3: 32.0}  # a fresh scaler would start again at 8
+    assert runner.optim_wrapper.loss_scaler.get_scale() == 64.0
+
