@@ -4,7 +4,8 @@ Every family registers a `FamilyConverter` (at the end of its model file) that k
 formats: how to recognise each one, how to rename/reorder its keys to ours, and what to drop. The
 generic steps live here:
 
-1. read the file weights-only and unwrap ``{'model': ...}`` / ``{'state_dict': ...}`` / a bare dict;
+1. read the file weights-only (or, when it holds other objects too, with `safe_load`'s restricted reader,
+   which leaves them unbuilt and reported) and unwrap ``{'model': ...}`` / ``{'state_dict': ...}`` / a bare dict;
 2. strip ``module.`` and keep only ``backbone.*`` when a whole detector/segmentor was saved;
 3. detect the family and format (or use the model given), rename, drop what a backbone does not use;
 4. check against the target model's state_dict: resize relative-position tables (bicubic) when the
@@ -24,6 +25,9 @@ from typing import Any, Callable, Mapping
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from . import safe_load
+from .safe_load import restricted_load
 
 StateDict = dict[str, Tensor]
 
@@ -80,6 +84,7 @@ class ConversionReport:
     resized: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
     new: list[str] = field(default_factory=list)
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # checkpoint entries left unbuilt -> their class
 
     def summary(self) -> str:
         lines = [f'converted {self.source_format} weights for {self.model}: {self.renamed} keys renamed']
@@ -98,6 +103,10 @@ class ConversionReport:
             lines.append(f'  resized {len(keys)} {list(old)} -> {list(new)} (bicubic): {_abbreviate(sorted(keys))}')
         if self.new:
             lines.append(f'  new in our model, left as initialised: {_abbreviate(self.new)}')
+        if self.skipped:
+            entries = [f'{path} ({qualname})' for path, qualname in self.skipped.items()]
+            lines.append(f'  skipped {len(entries)} non-tensor objects of the file (not built, nothing in them '
+                         f'run): {_abbreviate(entries)}')
         return '\n'.join(lines)
 
 
@@ -108,18 +117,31 @@ def _abbreviate(keys: list[str], limit: int = 6) -> str:
 
 # ---- reading ------------------------------------------------------------------------------------
 def read_checkpoint(path: str) -> dict:
-    """Loads a checkpoint file weights-only, with a clear error for missing or damaged files."""
+    """Loads a checkpoint file, with a clear error for missing or damaged files.
+
+    Weights-only first (the safe default). A file that holds other objects too (an official training
+    checkpoint's config, args, numpy scalars, ...) is read again with `safe_load.restricted_load`, which
+    builds its tensors and containers and leaves every other object an inert `safe_load.Skipped`
+    placeholder, without importing or calling anything the file names; `skipped_objects` lists them.
+    """
     if not os.path.isfile(path):
         raise ConversionError(f'checkpoint file not found: {path}')
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ConversionError(
-            f'cannot read checkpoint {path} weights-only: it holds a non-tensor object ({err}).\n'
-            f'If you trust the file, keep only its weights first: python -c "import torch; '
-            f"torch.save(torch.load('{path}', weights_only=False)['model'], 'weights.pth')\"") from err
+    except pickle.UnpicklingError:
+        pass  # a non-tensor object: read it again, restricted
     except Exception as err:  # torch raises several types for truncated/foreign files
         raise ConversionError(f'cannot read checkpoint {path}: {type(err).__name__}: {err}') from err
+    try:
+        return restricted_load(path)
+    except Exception as err:
+        raise ConversionError(f'cannot read checkpoint {path} (neither weights-only nor with non-tensor objects '
+                              f'left unbuilt): {type(err).__name__}: {err}') from err
+
+
+def skipped_objects(checkpoint: Mapping) -> dict[str, str]:
+    """Where `read_checkpoint` left an object unbuilt, and what it was: ``{'config': 'yacs.config.CfgNode'}``."""
+    return dict(safe_load.skipped_objects(checkpoint))
 
 
 def unwrap(checkpoint: Mapping) -> tuple[StateDict, str]:
@@ -132,7 +154,10 @@ def unwrap(checkpoint: Mapping) -> tuple[StateDict, str]:
             return dict(inner), wrapper
     tensors = {k: v for k, v in checkpoint.items() if isinstance(v, Tensor)}
     if not tensors:
-        raise ConversionError(f'no state_dict found in checkpoint (top-level keys: {sorted(checkpoint)[:10]})')
+        skipped = skipped_objects(checkpoint)
+        hint = (f'; the weights may be inside objects left unbuilt, as a class a file names is never '
+                f'imported: {skipped}' if skipped else '')
+        raise ConversionError(f'no state_dict found in checkpoint (top-level keys: {sorted(checkpoint)[:10]}){hint}')
     return tensors, ''
 
 
@@ -271,10 +296,13 @@ def drop(state_dict: StateDict, rules: dict[str, str]) -> tuple[StateDict, dict[
 # ---- entry points -------------------------------------------------------------------------------
 def convert_file(src: str, dst: str, model_name: str | None = None) -> ConversionReport:
     """Converts ``src`` into ``{'state_dict': ..., 'meta': ...}`` at ``dst``, written atomically."""
-    raw, wrapper = unwrap(read_checkpoint(src))
+    checkpoint = read_checkpoint(src)
+    raw, wrapper = unwrap(checkpoint)
     state_dict, report = convert_state_dict(raw, model_name=model_name)
+    report.skipped = skipped_objects(checkpoint)
     meta = dict(source=os.path.abspath(src), model=report.model, format=report.source_format,
-                wrapper=wrapper or 'bare', new_keys=report.new, model_kwargs=report.model_kwargs)
+                wrapper=wrapper or 'bare', new_keys=report.new, model_kwargs=report.model_kwargs,
+                skipped=report.skipped)
     save_atomically({'state_dict': state_dict, 'meta': meta}, dst)
     return report
 
@@ -302,6 +330,7 @@ def load_pretrained(model: nn.Module, path: str) -> ConversionReport:
     checkpoint = CheckpointLoader.load_checkpoint(path, map_location='cpu') if is_url else read_checkpoint(path)
     raw, _ = unwrap(checkpoint)
     state_dict, report = convert_state_dict(raw, model=model)
+    report.skipped = skipped_objects(checkpoint)
     missing, unexpected = model.load_state_dict(state_dict, strict=False)
     assert sorted(missing) == sorted(report.new) and not unexpected, (missing, unexpected)
     print_log(f'loaded {path}\n{report.summary()}', logger='current')
