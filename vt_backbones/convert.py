@@ -221,6 +221,7 @@ def _convert(state_dict: StateDict, dropped: dict[str, str], converter: FamilyCo
     ours, fmt_dropped = fmt.to_ours(state_dict)
     dropped.update(fmt_dropped)
 
+    model_given = model is not None  # else built here, with the arguments the layout implies
     if model is None:
         model_name = model_name or converter.guess_variant(ours)
         if model_name is None or model_name not in list_models():
@@ -249,6 +250,9 @@ def _convert(state_dict: StateDict, dropped: dict[str, str], converter: FamilyCo
     problems = [f'{label} ({len(keys)}): {_abbreviate(sorted(keys), 10)}'
                 for label, keys in (('missing', missing), ('unexpected', unexpected), ('mis-shaped', misshaped))
                 if keys]
+    if problems and model_given and fmt.model_kwargs:
+        args = ', '.join(f'{k}={v!r}' for k, v in fmt.model_kwargs.items())
+        problems.append(f'(a {fmt.name} checkpoint loads into a backbone built with {args})')
     if problems:
         raise ConversionError(f'{fmt.name} checkpoint does not fit {name}:\n  ' + '\n  '.join(problems))
     return ours, report

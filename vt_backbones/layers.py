@@ -106,7 +106,13 @@ def pad_hw(x: Tensor, height: int, width: int, channels_last: bool = True, value
 
 def ceil_div(value: int, divisor: int) -> int:
     """``ceil(value / divisor)`` in integer arithmetic, so that it stays exact on symbolic sizes."""
-    return -(-value // divisor)
+    return (value + divisor - 1) // divisor  # non-negative floor divisions nest and simplify symbolically
+
+
+def remainder(index: Tensor, divisor: int) -> Tensor:
+    """``index % divisor`` (floor semantics, as Python's ``%``) written as ``index - index // divisor * divisor``:
+    the ONNX exporter cannot translate a remainder by a symbolic size, but can a floor division."""
+    return index - index // divisor * divisor
 
 
 def round_up(value: int, multiple: int) -> int:
@@ -186,19 +192,19 @@ def window_grid(height: int, width: int, window: tuple[int, int], shift: tuple[i
     # Window w = ((bh * dh + oh) * blocks_w + bw) * dw + ow of block (bh, bw), offset (oh, ow); token t = ih * ww + iw.
     win = torch.arange(blocks_h * dh * blocks_w * dw, device=device)[:, None]
     tok = torch.arange(wh * ww, device=device)[None, :]
-    rows = win // (dw * blocks_w * dh) * block_h + tok // ww * dh + win // (dw * blocks_w) % dh  # [nW, N]
-    cols = win // dw % blocks_w * block_w + tok % ww * dw + win % dw
+    rows = win // (dw * blocks_w * dh) * block_h + tok // ww * dh + remainder(win // (dw * blocks_w), dh)  # [nW, N]
+    cols = remainder(win // dw, blocks_w) * block_w + tok % ww * dw + remainder(win, dw)
     # After the roll by -shift, position (r, c) holds the token from ((r + sh) % Hp, (c + sw) % Wp).
-    source_rows, source_cols = (rows + sh) % Hp, (cols + sw) % Wp
+    source_rows, source_cols = remainder(rows + sh, Hp), remainder(cols + sw, Wp)
     partition_index = (source_rows * Wp + source_cols).reshape(-1)
     # The inverse: token (r, c) sits at rolled position ((r - sh) % Hp, (c - sw) % Wp), i.e. in the slot
     # of that position's window and token.
-    r = (torch.arange(height, device=device) - sh) % Hp
-    c = (torch.arange(width, device=device) - sw) % Wp
-    window_row = (r // block_h * dh + r % dh) * blocks_w * dw  # [H]
-    window_col = c // block_w * dw + c % dw  # [W]
+    r = remainder(torch.arange(height, device=device) - sh, Hp)
+    c = remainder(torch.arange(width, device=device) - sw, Wp)
+    window_row = (r // block_h * dh + remainder(r, dh)) * blocks_w * dw  # [H]
+    window_col = c // block_w * dw + remainder(c, dw)  # [W]
     reverse_index = ((window_row[:, None] + window_col[None, :]) * (wh * ww)
-                     + (r % block_h // dh * ww)[:, None] + (c % block_w // dw)[None, :]).reshape(-1)
+                     + (remainder(r, block_h) // dh * ww)[:, None] + (remainder(c, block_w) // dw)[None, :]).reshape(-1)
 
     mask = None
     if sh or sw or is_symbolic(height, width) or Hp > height or Wp > width:
@@ -245,8 +251,13 @@ def attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None,
     ``q``: ``[B, heads, Nq, d]``, ``k``/``v``: ``[B, heads, Nk, d]``; ``attn_mask`` broadcasts to
     ``[B, heads, Nq, Nk]`` (a relative position bias, a padding mask, or both added).
     """
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
-                                          dropout_p=dropout_p if training else 0.0)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p if training else 0.0)
+    if torch.compiler.is_exporting():
+        # torch.export sees the fused CPU kernel's output layout and records the callers' head-merging reshape as
+        # a view; the ONNX exporter then decomposes the kernel into one whose output cannot be viewed so. A
+        # recorded copy to the standard layout keeps the graph valid for any decomposition.
+        out = out.clone(memory_format=torch.contiguous_format)
+    return out
 
 
 def window_attn_mask(bias: Tensor | None, mask: Tensor | None, batch_windows: int,

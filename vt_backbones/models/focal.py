@@ -57,7 +57,8 @@ from torch import Tensor, nn
 from ..base import StagedBackbone
 from ..convert import FamilyConverter, SourceFormat, StateDict, drop, register_converter, rename
 from ..layers import (MASKED, DropPath, Mlp, PatchEmbed, WindowGrid, attention, bhwc_to_nchw, cached_per_shape,
-                      ceil_div, drop_path_rates, pad_hw, relative_position_bias, window_attn_mask, window_grid)
+                      ceil_div, drop_path_rates, pad_hw, relative_position_bias, remainder, window_attn_mask,
+                      window_grid)
 from ..registry import MODELS
 
 
@@ -122,10 +123,10 @@ def focal_layout(height: int, width: int, window: int, expand: int, focal_window
     dr = torch.cat([own // window, torch.tensor(nr, dtype=torch.long, device=device)])
     dc = torch.cat([own % window, torch.tensor(nc, dtype=torch.long, device=device)])
     win = torch.arange(nWh * nWw, device=device)[:, None]
-    rows, cols = win // nWw * window + dr, win % nWw * window + dc  # [nW, L]
+    rows, cols = win // nWw * window + dr, remainder(win, nWw) * window + dc  # [nW, L]
     wrapped = (rows < 0) | (rows >= Hp) | (cols < 0) | (cols >= Wp)
     real = ((rows < height) & (cols < width))[:, :N].float()  # own tokens: never wrapped
-    rows, cols = rows % Hp, cols % Wp  # torch.roll's wrap-around
+    rows, cols = remainder(rows, Hp), remainder(cols, Wp)  # torch.roll's wrap-around
     local_masked = (rows >= height) | (cols >= width)  # padding
     if mask_wrapped:
         local_masked = local_masked | wrapped
@@ -138,7 +139,7 @@ def focal_layout(height: int, width: int, window: int, expand: int, focal_window
     # Pooled windows: the focal_window x focal_window around each window (nn.Unfold's order and zero border).
     k = torch.arange(focal_window ** 2, device=device)
     prow = win // nWw + k // focal_window - focal_window // 2  # [nW, f^2]
-    pcol = win % nWw + k % focal_window - focal_window // 2
+    pcol = remainder(win, nWw) + k % focal_window - focal_window // 2
     pooled_masked = (prow < 0) | (prow >= nWh) | (pcol < 0) | (pcol >= nWw)
     pooled_index = torch.where(pooled_masked, 0, prow * nWw + pcol).reshape(-1)  # masked keys: any window
 

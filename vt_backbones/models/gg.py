@@ -11,23 +11,28 @@ with every block's window attention replaced by GG-MSA:
   splitting: partition ``(i, j)`` holds the tokens at rows ``i, i + H/M, ...`` and columns
   ``j, j + W/M, ...``, so every partition spans the whole map while the cost stays linear in ``H * W``.
   There is no shifted variant: all blocks are alike.
-* Gaze: a depth-wise convolution over the values arranged back on the ``H x W`` grid, added to the
-  merged Glance output before the output projection:
-  ``proj(Merge(softmax(q k^T / sqrt(d) + B) v) + DWConv(Merge(v)))``.
+* Gaze: the values of the partitions are merged back to the ``H x W`` layout (the inverse of the dilated
+  splitting), a depth-wise convolution runs over them, its output is split again and added to the Glance
+  output, and the sum is merged before the output projection:
+  ``proj(Merge(softmax(q k^T / sqrt(d)) v + Split(DWConv(Merge(v)))))``.
   Both branches cover all heads and all channels (no split of heads between them).
+* No position encoding, as the paper: the Gaze convolution supplies position information implicitly.
+  ``glance_pos_bias=True`` adds Swin's learned relative position bias ``B`` to the Glance logits
+  (``softmax(q k^T / sqrt(d) + B)``, a ``(2M-1)^2 x heads`` table per block): our addition, not the paper's
+  (a dilated partition is a regular ``M x M`` lattice, so the relative offsets of its tokens, in units of
+  the dilation, are Swin's).
 
 Checked against the paper: only its abstract and Figure 2's caption were retrievable (two parallel
 branches; Glance = self-attention on adaptively-dilated partitions, linear cost, global receptive field;
-Gaze = one depth-wise convolution adding local context). Sec. 3 and the result tables were not, so the
-formula above and the choices below are our reading, not re-checked against the paper's text:
+Gaze = one depth-wise convolution adding local context). Sec. 3 and the result tables were not; the
+project's design description of GG fixes two more facts (no position encoding; the Gaze branch's merge,
+depth-wise conv, split and addition to the attention output). The choices below are our reading, not
+re-checked against the paper's text:
 
 * Gaze kernel 3x3 (``gaze_kernel_size``), with bias: the Gaze branch is described as a simple depth-wise
   convolution compensating the local context that the dilated partitions lack, and with a dilation of
   ``H/M`` the tokens a Glance partition misses first are a token's immediate neighbours, which a 3x3
   kernel covers.
-* The Glance attention keeps Swin's learned relative position bias (a ``(2M-1)^2 x heads`` table): a
-  dilated partition is a regular ``M x M`` lattice, so the relative offsets of its tokens (in units of
-  the dilation) are Swin's, and GG-T is Swin-T with only the attention replaced.
 * Output norms norm0..norm3 and ``drop_path_rate`` 0.2 as our Swin (Swin's dense defaults).
 
 Sizes: the map is padded at the bottom/right to a multiple of ``M`` (``Hp x Wp``), the dilation is
@@ -38,29 +43,45 @@ is its own and padded tokens never change real outputs.
 """
 from __future__ import annotations
 
+import functools
 import re
 from typing import Callable, Mapping, Sequence
 
+import torch
 from torch import Tensor, nn
 
 from ..base import StagedBackbone
 from ..convert import FamilyConverter, SourceFormat, StateDict, register_converter, resize_relative_position_table
-from ..layers import DropPath, Mlp, WindowGrid, spanning_window_grid
+from ..layers import DropPath, Mlp, WindowGrid, relative_position_bias, spanning_window_grid, window_attention
 from ..registry import MODELS
-from .swin import PatchMerging, WindowAttention, build_swin_layout
+from .swin import PatchMerging, build_swin_layout
 
 
-class GlanceGazeAttention(WindowAttention):
-    """GG-MSA's two branches; ``qkv`` and ``proj`` are applied by `GGBlock` on the real tokens.
+class GlanceGazeAttention(nn.Module):
+    """GG-MSA's projections and its two branches; ``qkv`` and ``proj`` are applied by `GGBlock` on the real tokens.
 
-    ``forward`` (Swin's window attention) is the Glance branch on the dilated partitions; `gaze` is the
-    Gaze branch on the values of the real map.
+    `glance` is the Glance branch on the dilated partitions, `gaze` the Gaze branch on the values of the real
+    map. ``pos_bias`` adds Swin's learned relative position bias (a ``(2M-1)^2 x heads`` table) to the Glance
+    logits: our addition, off by default (the paper has no position encoding; the Gaze conv supplies it).
     """
 
-    def __init__(self, dim: int, num_heads: int, window_size: int, gaze_kernel_size: int, qkv_bias: bool = True,
-                 attn_drop: float = 0.0) -> None:
-        super().__init__(dim, num_heads, window_size, qkv_bias, attn_drop)
+    def __init__(self, dim: int, num_heads: int, window_size: int, gaze_kernel_size: int, pos_bias: bool,
+                 qkv_bias: bool = True, attn_drop: float = 0.0) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.window = (window_size, window_size)
+        table = torch.zeros((2 * window_size - 1) ** 2, num_heads) if pos_bias else None
+        self.relative_position_bias_table = None if table is None else nn.Parameter(table)
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(dim, dim)
         self.gaze_conv = nn.Conv2d(dim, dim, gaze_kernel_size, padding=gaze_kernel_size // 2, groups=dim)
+
+    def glance(self, qkv: Tensor, mask: Tensor | None) -> Tensor:
+        """Attention inside each partition: ``[B * nW, N, 3C]`` (+ a ``[nW, N, N]`` padding mask) -> ``[B * nW, N, C]``."""
+        bias = None if self.relative_position_bias_table is None else relative_position_bias(
+            self.relative_position_bias_table, self.window)
+        return window_attention(qkv, self.num_heads, bias, mask, self.attn_drop, self.training)
 
     def gaze(self, v: Tensor) -> Tensor:
         """Depth-wise conv over the values, ``[B, H, W, C]`` -> same shape (zero padding at the borders)."""
@@ -70,11 +91,12 @@ class GlanceGazeAttention(WindowAttention):
 class GGBlock(nn.Module):
     """Pre-norm block: GG-MSA, then MLP. ``[B, H, W, C]`` -> same shape."""
 
-    def __init__(self, dim: int, num_heads: int, window_size: int, gaze_kernel_size: int, mlp_ratio: float,
-                 qkv_bias: bool, drop: float, attn_drop: float, drop_path: float) -> None:
+    def __init__(self, dim: int, num_heads: int, window_size: int, gaze_kernel_size: int, glance_pos_bias: bool,
+                 mlp_ratio: float, qkv_bias: bool, drop: float, attn_drop: float, drop_path: float) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = GlanceGazeAttention(dim, num_heads, window_size, gaze_kernel_size, qkv_bias, attn_drop)
+        self.attn = GlanceGazeAttention(dim, num_heads, window_size, gaze_kernel_size, pos_bias=glance_pos_bias,
+                                        qkv_bias=qkv_bias, attn_drop=attn_drop)
         self.drop = nn.Dropout(drop)
         self.drop_path = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim)
@@ -82,12 +104,16 @@ class GGBlock(nn.Module):
 
     def forward(self, x: Tensor, grid: WindowGrid) -> Tensor:
         qkv = self.attn.qkv(self.norm1(x))
-        # Values' channels are ordered (head, head dim), as the merged Glance output. Gaze first, so that
-        # qkv is freed once partitioned and the Glance output is added in place (lower peak memory).
+        # The Gaze branch merges the partitioned values back to the map (the inverse of the dilated splitting),
+        # convolves them, splits the result again and adds it to the Glance output, which is then merged. Merging
+        # the split values gives the values themselves (the padding is zeros, as the conv's own), so the conv runs
+        # on the values before the split and its output is added after the merge: the same sum, with no extra
+        # gathers. Values' channels are ordered (head, head dim), as the merged Glance output. Gaze first, so
+        # that qkv is freed once partitioned and the Glance output is added in place (lower peak memory).
         mixed = self.attn.gaze(qkv[..., 2 * x.shape[-1]:])
         windows = grid.partition(qkv)
         del qkv
-        mixed += grid.reverse(self.attn(windows, grid.mask))
+        mixed += grid.reverse(self.attn.glance(windows, grid.mask))
         del windows
         x = x + self.drop_path(self.drop(self.attn.proj(mixed)))
         return x + self.drop_path(self.mlp(self.norm2(x)))
@@ -100,13 +126,14 @@ class GGStage(nn.Module):
     """
 
     def __init__(self, dim: int, depth: int, num_heads: int, window_size: int, gaze_kernel_size: int,
-                 mlp_ratio: float, qkv_bias: bool, drop: float, attn_drop: float, drop_paths: Sequence[float],
-                 downsample: bool) -> None:
+                 glance_pos_bias: bool, mlp_ratio: float, qkv_bias: bool, drop: float, attn_drop: float,
+                 drop_paths: Sequence[float], downsample: bool) -> None:
         super().__init__()
         self.window = (window_size, window_size)
         self.blocks = nn.ModuleList([
-            GGBlock(dim, num_heads, window_size, gaze_kernel_size, mlp_ratio, qkv_bias, drop, attn_drop,
-                    drop_paths[i]) for i in range(depth)])
+            GGBlock(dim=dim, num_heads=num_heads, window_size=window_size, gaze_kernel_size=gaze_kernel_size,
+                    glance_pos_bias=glance_pos_bias, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop=drop,
+                    attn_drop=attn_drop, drop_path=drop_paths[i]) for i in range(depth)])
         self.downsample = PatchMerging(dim) if downsample else None
 
     def forward(self, x: Tensor, run_block: Callable[..., Tensor]) -> Tensor:
@@ -125,6 +152,8 @@ class GGTransformer(StagedBackbone):
         arch: ``'tiny'``, ``'small'`` or a dict with ``embed_dims``, ``depths`` and ``num_heads``.
         window_size: ``M``, the side of the Glance partitions (the paper's 7).
         gaze_kernel_size: odd kernel size of the Gaze depth-wise convolution (3).
+        glance_pos_bias: add Swin's learned relative position bias to the Glance attention. Our addition, off
+            by default: the paper uses no position encoding (the Gaze convolution supplies position information).
         drop_path_rate: stochastic depth, linear over all blocks (0.2 as Swin's dense default).
         Others: see `VisionBackbone`.
     """
@@ -136,7 +165,8 @@ class GGTransformer(StagedBackbone):
     variants = {'gg_t': 'tiny', 'gg_s': 'small'}
 
     def __init__(self, arch: str | dict = 'tiny', in_channels: int = 3, window_size: int = 7,
-                 gaze_kernel_size: int = 3, mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_rate: float = 0.0,
+                 gaze_kernel_size: int = 3, glance_pos_bias: bool = False, mlp_ratio: float = 4.0,
+                 qkv_bias: bool = True, drop_rate: float = 0.0,
                  attn_drop_rate: float = 0.0, drop_path_rate: float = 0.2,
                  out_indices: Sequence[int] = (0, 1, 2, 3), frozen_stages: int = -1,
                  norm_eval: bool = False, with_cp: bool = False, init_cfg: dict | None = None,
@@ -147,9 +177,12 @@ class GGTransformer(StagedBackbone):
             raise ValueError(f'window_size must be an int >= 2, got {window_size!r}')
         if not isinstance(gaze_kernel_size, int) or gaze_kernel_size < 1 or gaze_kernel_size % 2 == 0:
             raise ValueError(f'gaze_kernel_size must be an odd int >= 1, got {gaze_kernel_size!r}')
+        if not isinstance(glance_pos_bias, bool):
+            raise ValueError(f'glance_pos_bias must be a bool, got {glance_pos_bias!r}')
         build_swin_layout(self, in_channels, drop_rate, lambda i, dim, depth, heads, drop_paths: GGStage(
-            dim, depth, heads, window_size, gaze_kernel_size, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate,
-            drop_paths, downsample=i < 3))
+            dim=dim, depth=depth, num_heads=heads, window_size=window_size, gaze_kernel_size=gaze_kernel_size,
+            glance_pos_bias=glance_pos_bias, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop=drop_rate,
+            attn_drop=attn_drop_rate, drop_paths=drop_paths, downsample=i < 3))
 
 
 # ---- weight conversion --------------------------------------------------------------------------
@@ -168,9 +201,19 @@ def _ours(sd: StateDict) -> tuple[StateDict, dict[str, str]]:
     return dict(sd), {}
 
 
+def _is_ours(sd: Mapping[str, Tensor], glance_pos_bias: bool) -> bool:
+    block = 'layers.0.blocks.0.attn.'
+    return block + 'gaze_conv.weight' in sd and (block + 'relative_position_bias_table' in sd) == glance_pos_bias
+
+
 register_converter(FamilyConverter(
     family='GGTransformer',
-    formats=[SourceFormat('vt_backbones', lambda sd: 'layers.0.blocks.0.attn.gaze_conv.weight' in sd, _ours)],
+    formats=[
+        SourceFormat('vt_backbones', functools.partial(_is_ours, glance_pos_bias=False), _ours),
+        # Saved from a model built with the Glance position bias: it loads into one built the same way.
+        SourceFormat('vt_backbones_glance_pos_bias', functools.partial(_is_ours, glance_pos_bias=True), _ours,
+                     model_kwargs=dict(glance_pos_bias=True)),
+    ],
     guess_variant=_guess_variant,
     resizable=resize_relative_position_table,
     # A checkpoint may hold only some output norms (a classifier keeps norm3 at most).

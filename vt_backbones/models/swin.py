@@ -161,7 +161,8 @@ def build_swin_layout(model: StagedBackbone, in_channels: int, drop_rate: float,
     model.reset_parameters()
     for stage in model.layers:
         for block in stage.blocks:
-            nn.init.trunc_normal_(block.attn.relative_position_bias_table, std=0.02)
+            if block.attn.relative_position_bias_table is not None:  # GG's Glance has none by default
+                nn.init.trunc_normal_(block.attn.relative_position_bias_table, std=0.02)
     model.freeze_stages()
 
 
