@@ -3,8 +3,10 @@
 # betas (0.9, 0.999), weight decay 0.05 on every parameter (the official configs set paramwise_cfg=None: CoaT's shared
 # modules made mmdet 2.x's parameter groups fail; ours hold each shared parameter once, so exclusions would work);
 # drop path 0.0 (the official value); 12 epochs (steps 8, 11); 16 images per iteration (8 GPUs x 2).
-# The official configs train in fp16 (AMP); here fp32 (use mmengine's AmpOptimWrapper on GPUs to match).
 # Pretrained: the official ImageNet-1K file coat_lite_mini_6b4a8ae5.pth, converted on load.
+# Precision: fp16 mixed precision, as the official configs (apex O1, dynamic loss scaling; the Swin detection
+# codebase): mmengine's AmpOptimWrapper, fp16 autocast with a dynamic loss scale on GPUs; without CUDA, bf16 where
+# the CPU has it natively, else fp32 (vt_backbones/compat.py).
 _base_ = [
     './_base_/models/mask_rcnn_fpn.py',
     './_base_/datasets/coco_instance_ms_crop.py',
@@ -23,5 +25,6 @@ model = dict(
     neck=dict(in_channels=[64, 128, 320, 512]))
 
 optim_wrapper = dict(
-    type='OptimWrapper',
+    type='AmpOptimWrapper',
+    loss_scale='dynamic',
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05))

@@ -1,5 +1,6 @@
 # Mask R-CNN CoaT-Lite Small COCO 3x; source: mlpc-ucsd/CoaT tasks/mmdet/configs/coat/mask_rcnn_coat_lite_small_mstrain_480-800_adamw_3x_coco.py
 # As the 1x config (same augmentation, optimizer, drop path 0.0) but 36 epochs (steps 27, 33).
+# Precision: fp16 AMP with dynamic loss scaling, inherited (the official CoaT detection configs' apex O1).
 _base_ = './maskrcnn_coat_lite_small.py'
 
 max_epochs = 36

@@ -3,8 +3,8 @@
 # betas (0.9, 0.999), weight decay 0.05 on every parameter (the official configs set paramwise_cfg=None: CoaT's shared
 # modules made mmdet 2.x's parameter groups fail; ours hold each shared parameter once, so exclusions would work);
 # drop path 0.0 (the official value); 12 epochs (steps 8, 11); 16 images per iteration (8 GPUs x 2).
-# The official configs train in fp16 (AMP); here fp32 (use mmengine's AmpOptimWrapper on GPUs to match).
 # Pretrained: the official ImageNet-1K file coat_mini_40667eec.pth, converted on load.
+# Precision: fp16 AMP with dynamic loss scaling, inherited (the official CoaT detection configs' apex O1).
 _base_ = './maskrcnn_coat_lite_mini.py'
 
 model = dict(

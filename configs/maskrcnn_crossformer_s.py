@@ -3,6 +3,7 @@
 # (steps 8, 11) with a 500-iteration linear warm-up; 16 images per iteration (8 GPUs x 2); drop path 0.2 (set by the
 # official backbone wrapper); group size 7, LDA intervals 8/4/2/1 with fixed intervals (the official dense code).
 # Pretrained: the official ImageNet-1K file crossformer-s.pth (cheerss/CrossFormer README), converted on load.
+# Precision: fp32, as the official configs (optimizer_config without fp16; no AMP in the dense code).
 _base_ = [
     './_base_/models/mask_rcnn_fpn.py',
     './_base_/datasets/coco_instance.py',

@@ -2,6 +2,7 @@
 # Multi-scale 480-800 with random crop (Swin's 3x augmentation, as every 3x config here); AdamW lr 1e-4, betas
 # (0.9, 0.999), weight decay 1e-4 on every parameter (the published CrossFormer value); 36 epochs (steps 27, 33) with a
 # 500-iteration warm-up; 16 images per iteration (8 GPUs x 2); drop path 0.2 (the official S backbone wrapper).
+# Precision: fp32, as the official configs (optimizer_config without fp16; no AMP in the dense code).
 _base_ = [
     './_base_/models/mask_rcnn_fpn.py',
     './_base_/datasets/coco_instance_ms_crop.py',

@@ -1,6 +1,8 @@
 # Mask R-CNN Focal-B COCO 3x with Swin-B's recipe; source: SwinTransformer/Swin-Transformer-Object-Detection configs/swin/cascade_mask_rcnn_swin_base_patch4_window7_mstrain_480-800_giou_4conv1f_adamw_3x_coco.py (backbone, optimizer, 3x schedule)
 # Focal's detection configs were never released: as the Focal-B 1x config (same drop path 0.3, as Swin-B) but
 # 36 epochs (steps 27, 33).
+# Precision: fp16 AMP with dynamic loss scaling, inherited from Swin's recipe (the official Swin detection
+# configs train with apex O1); the Focal authors published no detection recipe of their own.
 _base_ = './maskrcnn_focal_b.py'
 
 max_epochs = 36

@@ -1,6 +1,8 @@
 # Mask R-CNN Focal-S COCO 3x with Swin-S's recipe; source: SwinTransformer/Swin-Transformer-Object-Detection configs/swin/mask_rcnn_swin_small_patch4_window7_mstrain_480-800_adamw_3x_coco.py
 # Focal's detection configs were never released: as the Focal-S 1x config (same drop path 0.2, as Swin-S 3x) but
 # 36 epochs (steps 27, 33).
+# Precision: fp16 AMP with dynamic loss scaling, inherited from Swin's recipe (the official Swin detection
+# configs train with apex O1); the Focal authors published no detection recipe of their own.
 _base_ = './maskrcnn_focal_s.py'
 
 max_epochs = 36

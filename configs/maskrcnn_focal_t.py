@@ -4,6 +4,8 @@
 # tables (the official no_weight_decay_keywords: relative_position_bias_table{,_to_neighbors,_to_windows}); drop path
 # 0.1 as Swin-T 1x; multi-scale 480-800 + random crop; 16 images per iteration (8 GPUs x 2).
 # Pretrained: the official ImageNet-1K focal-tiny-is224-ws7.pth, converted on load by vt_backbones.
+# Precision: fp16 AMP with dynamic loss scaling, inherited from Swin's recipe (the official Swin detection
+# configs train with apex O1); the Focal authors published no detection recipe of their own.
 _base_ = './maskrcnn_swin_t.py'  # Swin-T's recipe: optimizer (no decay on norms and bias tables), data, schedule
 
 model = dict(

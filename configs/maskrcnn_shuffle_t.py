@@ -17,6 +17,8 @@
 # converted once with
 #     python tools/convert_weights.py <downloaded Shuffle-T .pth> checkpoints/shuffle_t_vtb.pth
 # (the official file itself can also be named here: it is converted when the model is initialised).
+# Precision: fp16 AMP with dynamic loss scaling, inherited from Swin's recipe (the official Swin detection
+# configs train with apex O1); the Shuffle authors published no detection recipe of their own.
 _base_ = './maskrcnn_swin_t.py'  # Swin-T's recipe: optimizer, multi-scale data, 1x schedule
 
 model = dict(

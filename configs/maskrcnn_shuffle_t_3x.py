@@ -1,5 +1,7 @@
 # Mask R-CNN Shuffle-T COCO 3x with Swin's recipe (no official Shuffle detection configs); source: SwinTransformer/Swin-Transformer-Object-Detection configs/swin/mask_rcnn_swin_tiny_patch4_window7_mstrain_480-800_adamw_3x_coco.py
 # As the 1x config but 36 epochs (steps 27, 33) and drop path 0.2.
+# Precision: fp16 AMP with dynamic loss scaling, inherited from Swin's recipe (the official Swin detection
+# configs train with apex O1); the Shuffle authors published no detection recipe of their own.
 _base_ = './maskrcnn_shuffle_t.py'
 
 model = dict(backbone=dict(drop_path_rate=0.2))

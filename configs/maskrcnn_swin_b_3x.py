@@ -1,5 +1,6 @@
 # Mask R-CNN Swin-B COCO 3x; source: SwinTransformer/Swin-Transformer-Object-Detection configs/swin/cascade_mask_rcnn_swin_base_patch4_window7_mstrain_480-800_giou_4conv1f_adamw_3x_coco.py (backbone, optimizer, 3x schedule)
 # As the Swin-B 1x config (same drop path 0.3) but 36 epochs (steps 27, 33).
+# Precision: fp16 AMP with dynamic loss scaling, inherited (the official Swin detection configs' apex O1).
 _base_ = './maskrcnn_swin_b.py'
 
 max_epochs = 36

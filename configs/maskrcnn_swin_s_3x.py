@@ -1,5 +1,6 @@
 # Mask R-CNN Swin-S COCO 3x; source: SwinTransformer/Swin-Transformer-Object-Detection configs/swin/mask_rcnn_swin_small_patch4_window7_mstrain_480-800_adamw_3x_coco.py
 # As the Swin-S 1x config (same drop path 0.2) but 36 epochs (steps 27, 33).
+# Precision: fp16 AMP with dynamic loss scaling, inherited (the official Swin detection configs' apex O1).
 _base_ = './maskrcnn_swin_s.py'
 
 max_epochs = 36

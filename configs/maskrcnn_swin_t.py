@@ -2,6 +2,9 @@
 # AdamW lr 1e-4, betas (0.9, 0.999), weight decay 0.05 except norms / relative_position_bias_table /
 # absolute_pos_embed; drop path 0.1; multi-scale 480-800 + random crop; 16 images per iteration (8 GPUs x 2).
 # Pretrained: the official ImageNet-1K file (SwinTransformer/storage v1.0.0), converted on load by vt_backbones.
+# Precision: fp16 mixed precision, as the official config (apex O1 with dynamic loss scaling: runner
+# EpochBasedRunnerAmp, DistOptimizerHook use_fp16=True): mmengine's AmpOptimWrapper, fp16 autocast with a
+# dynamic loss scale on GPUs; without CUDA, bf16 where the CPU has it natively, else fp32 (vt_backbones/compat.py).
 _base_ = [
     './_base_/models/mask_rcnn_fpn.py',
     './_base_/datasets/coco_instance_ms_crop.py',
@@ -20,7 +23,8 @@ model = dict(
     neck=dict(in_channels=[96, 192, 384, 768]))
 
 optim_wrapper = dict(
-    type='OptimWrapper',
+    type='AmpOptimWrapper',
+    loss_scale='dynamic',
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
     paramwise_cfg=dict(
         custom_keys={

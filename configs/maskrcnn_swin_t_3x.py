@@ -1,5 +1,6 @@
 # Mask R-CNN Swin-T COCO 3x; source: SwinTransformer/Swin-Transformer-Object-Detection configs/swin/mask_rcnn_swin_tiny_patch4_window7_mstrain_480-800_adamw_3x_coco.py
 # As the 1x config but 36 epochs (steps 27, 33) and drop path 0.2.
+# Precision: fp16 AMP with dynamic loss scaling, inherited (the official Swin detection configs' apex O1).
 _base_ = './maskrcnn_swin_t.py'
 
 model = dict(backbone=dict(drop_path_rate=0.2))

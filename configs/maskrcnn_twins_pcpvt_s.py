@@ -3,6 +3,7 @@
 # (steps 8, 11); 16 images per iteration (8 GPUs x 2); drop path 0.2 (what the official backbone always uses: its
 # wrapper ignores the config's arguments). Warm-up: 500 iterations, as the official mmdet 2.x base.
 # Pretrained: the official ImageNet-1K file pcpvt_small.pth (Meituan-AutoML/Twins README), converted on load.
+# Precision: fp32, as the official PVT-setting configs (fp16 is commented out in their default_runtime.py).
 _base_ = [
     './_base_/models/mask_rcnn_fpn.py',
     './_base_/datasets/coco_instance.py',

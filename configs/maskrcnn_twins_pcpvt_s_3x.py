@@ -1,8 +1,10 @@
 # Mask R-CNN Twins-PCPVT-S COCO 3x, the official "Swin setting"; source: Meituan-AutoML/Twins detection/configs/mask_rcnn_pcpvt_s_fpn_3x_coco_swin_setting.py
 # Multi-scale 480-800 with random crop (Swin's augmentation); AdamW lr 1e-4, betas (0.9, 0.999), weight decay 0.05
 # except the PEGs (pos_block) and norms; 36 epochs (steps 27, 33); 16 images per iteration (8 GPUs x 2); drop path
-# 0.2 (the official backbone's fixed value). Warm-up: 500 iterations, as the official. The official config
-# also trains in fp16 (loss scale 512); here fp32 (use mmengine's AmpOptimWrapper on GPUs to match).
+# 0.2 (the official backbone's fixed value). Warm-up: 500 iterations, as the official.
+# Precision: fp16, as the official Swin-setting config (mmdet 2.x fp16 = dict(loss_scale=512.), a static loss
+# scale): mmengine's AmpOptimWrapper with loss_scale=512.0 on GPUs; without CUDA, bf16 where the CPU has it
+# natively, else fp32 (vt_backbones/compat.py).
 _base_ = [
     './_base_/models/mask_rcnn_fpn.py',
     './_base_/datasets/coco_instance_ms_crop.py',
@@ -21,6 +23,7 @@ model = dict(
     neck=dict(in_channels=[64, 128, 320, 512]))
 
 optim_wrapper = dict(
-    type='OptimWrapper',
+    type='AmpOptimWrapper',
+    loss_scale=512.0,  # static, as the official
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
     paramwise_cfg=dict(custom_keys={'pos_block': dict(decay_mult=0.0), 'norm': dict(decay_mult=0.0)}))

@@ -1,5 +1,6 @@
 # Mask R-CNN Twins-SVT-B COCO 1x, the official "PVT setting"; source: Meituan-AutoML/Twins detection/configs/mask_rcnn_alt_gvt_b_fpn_1x_coco_pvt_setting.py
 # As the PCPVT-S config (same optimizer, schedule, drop path 0.2) with the SVT-B backbone (alt_gvt_base) and alt_gvt_base.pth.
+# Precision: fp32, as the official PVT-setting configs (fp16 is commented out in their default_runtime.py).
 _base_ = './maskrcnn_twins_pcpvt_s.py'
 
 model = dict(

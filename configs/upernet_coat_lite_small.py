@@ -3,6 +3,7 @@
 # norms and position tables; CoaT's counterparts: class tokens, CPE, CRPE); poly (power 1.0, min lr 0) after a
 # 1500-iteration linear warm-up from 1e-6; 16 images per iteration (8 GPUs x 2). Drop path 0.0: this variant's
 # detection value (Swin's 0.3 is tuned for Swin-T). Pretrained: the official ImageNet-1K file coat_lite_small_8d362f48.pth, converted on load.
+# Precision: fp32, as Swin's UperNet recipe it uses (the official Swin segmentation configs train in fp32).
 _base_ = './upernet_coat_lite_mini.py'
 
 model = dict(

@@ -2,6 +2,7 @@
 # Swin's ADE20K pipeline (the official ade20k_swin.py); AdamW lr 6e-5, betas (0.9, 0.999), weight decay 0.01 except
 # norms; poly (power 1.0, min lr 0) after a 1500-iteration linear warm-up from 1e-6; drop path 0.2 (set by the
 # official backbone wrapper); 16 images per iteration (8 GPUs x 2). Pretrained: crossformer-s.pth, converted on load.
+# Precision: fp32, as the official configs (optimizer_config without fp16; no AMP in the dense code).
 _base_ = [
     './_base_/models/upernet.py',
     './_base_/datasets/ade20k.py',

@@ -3,6 +3,7 @@
 # only), so this is Swin-T's recipe: AdamW lr 6e-5, betas (0.9, 0.999), weight decay 0.01 except norms and the
 # position-bias tables; poly (power 1.0, min lr 0) after a 1500-iteration linear warm-up from 1e-6; drop path 0.3 as
 # Swin-T; 16 images per iteration (8 GPUs x 2). Pretrained: the official ImageNet-1K focal-tiny-is224-ws7.pth.
+# Precision: fp32, as Swin's UperNet recipe it uses (the official Swin segmentation configs train in fp32).
 _base_ = './upernet_swin_t.py'  # Swin-T's recipe: optimizer (no decay on norms and bias tables), data, schedule
 
 model = dict(

@@ -3,6 +3,7 @@
 # the relative position bias tables; poly (power 1.0, min lr 0) after a 1500-iteration linear warm-up from 1e-6;
 # drop path 0.3; SyncBN backbone norms; 16 images per iteration (8 GPUs x 2).
 # Pretrained: the official ImageNet-1K Shuffle-T file, converted (tools/convert_weights.py) to checkpoints/shuffle_t_vtb.pth.
+# Precision: fp32, as Swin's UperNet recipe it uses (the official Swin segmentation configs train in fp32).
 _base_ = './upernet_swin_t.py'  # Swin-T's recipe: optimizer, data, 160k schedule
 
 model = dict(

@@ -1,6 +1,7 @@
 # UperNet Swin-B ADE20K 512x512 160k; source: SwinTransformer/Swin-Transformer-Semantic-Segmentation configs/swin/upernet_swin_base_patch4_window7_512x512_160k_ade20k.py
 # As the Swin-T config (same optimizer, schedule, drop path 0.3) with the Swin-B backbone and, as the official
 # result (ImageNet-1K row of the official README), the ImageNet-1K swin_base_patch4_window7_224.pth.
+# Precision: fp32, inherited (the official Swin UperNet configs train in fp32).
 _base_ = './upernet_swin_t.py'
 
 model = dict(

@@ -1,5 +1,6 @@
 # UperNet Swin-S ADE20K 512x512 160k; source: SwinTransformer/Swin-Transformer-Semantic-Segmentation configs/swin/upernet_swin_small_patch4_window7_512x512_160k_ade20k.py
 # As the Swin-T config (same optimizer, schedule, drop path 0.3) with the Swin-S backbone and its ImageNet-1K file.
+# Precision: fp32, inherited (the official Swin UperNet configs train in fp32).
 _base_ = './upernet_swin_t.py'
 
 model = dict(

@@ -2,6 +2,8 @@
 # AdamW lr 6e-5, betas (0.9, 0.999), weight decay 0.01 except norms / relative_position_bias_table /
 # absolute_pos_embed; poly (power 1.0, min lr 0) after a 1500-iteration linear warm-up from 1e-6; drop path 0.3;
 # 16 images per iteration (8 GPUs x 2). Pretrained: the official ImageNet-1K file, converted on load.
+# Precision: fp32, as the official config (optimizer_config=dict(): the Swin segmentation code has no fp16 or
+# apex, unlike Swin's detection code).
 _base_ = [
     './_base_/models/upernet.py',
     './_base_/datasets/ade20k.py',

@@ -3,6 +3,7 @@
 # 0) after a 1500-iteration linear warm-up from 1e-6; drop path 0.2; 16 images per iteration (8 GPUs x 2, the global
 # batch of the official README; mmseg's port of this one config uses 8 x 4).
 # Pretrained: the official ImageNet-1K file pcpvt_small.pth, converted on load.
+# Precision: fp32, as the official UperNet configs (no fp16 in their runtime or optimizer config).
 _base_ = [
     './_base_/models/upernet.py',
     './_base_/datasets/ade20k.py',

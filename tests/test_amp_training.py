@@ -1,5 +1,5 @@
 """Training with AMP (issue 11, item 2): mmengine's AmpOptimWrapper on a machine without CUDA (bf16 autocast,
-vt_backbones.compat), and its loss scaler through a checkpoint and a resume.
+vt_backbones.compat), its loss scaler through a checkpoint and a resume, and the precision of every config.
 """
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from mmengine.runner import Runner
 from torch import nn
 
 from vt_backbones import compat
+
+from conftest import ROOT
 
 cpu_only = pytest.mark.skipif(get_device() != 'cpu', reason="ours replaces mmengine's AmpOptimWrapper without CUDA")
 
@@ -62,6 +64,38 @@ def test_cpu_amp_of_a_gpu_recipe_uses_bf16_only_where_native(native: bool, monke
 def test_cpu_amp_rejects_other_dtypes() -> None:
     with pytest.raises(ValueError, match="dtype on a CPU must be 'bfloat16', 'float16' or None, got 'float64'"):
         amp_wrapper(nn.Linear(2, 2), dtype='float64')
+
+
+# What the official dense recipe of each family trained in (looked up in the official repositories): Swin's and
+# CoaT's Mask R-CNN configs use apex O1 (dynamic loss scale), Twins' 3x "Swin setting" mmdet's fp16 with a static
+# loss scale of 512; Focal, GG and Shuffle have no recipe of their own and use Swin's; Twins' 1x "PVT setting",
+# CrossFormer and every UperNet recipe (Swin's segmentation code has no fp16) train in fp32.
+AMP_DETECTION = {'swin': 'dynamic', 'coat': 'dynamic', 'focal': 'dynamic', 'gg': 'dynamic', 'shuffle': 'dynamic'}
+RECIPE_CONFIGS = sorted(Path(ROOT, 'configs').glob('*.py'))
+
+
+def recipe_loss_scale(stem: str) -> str | float | None:
+    """The loss scale of the recipe's fp16 training, ``None`` for fp32."""
+    task, family = stem.split('_')[:2]
+    if task != 'maskrcnn':
+        return None
+    if family == 'twins':
+        return 512.0 if stem.endswith('_3x') else None
+    return AMP_DETECTION.get(family)
+
+
+@pytest.mark.parametrize('path', RECIPE_CONFIGS, ids=lambda p: p.stem)
+def test_configs_train_in_their_recipes_precision(path: Path) -> None:
+    from mmengine.config import Config
+    cfg = Config.fromfile(str(path))
+    loss_scale = recipe_loss_scale(path.stem)
+    header = path.read_text().split('\n_base_')[0]
+    assert '# Precision: ' + ('fp32' if loss_scale is None else 'fp16') in header
+    if loss_scale is None:
+        assert cfg.optim_wrapper.get('type', 'OptimWrapper') == 'OptimWrapper'
+    else:
+        assert cfg.optim_wrapper.type == 'AmpOptimWrapper' and cfg.optim_wrapper.loss_scale == loss_scale
+        assert cfg.optim_wrapper.get('dtype') is None  # fp16 on GPUs, mmengine's default there
 
 
 class RecordScaleHook(Hook):
