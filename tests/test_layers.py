@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vt_backbones.layers import MASKED, window_grid
+from vt_backbones.layers import MASKED, spanning_window_grid, window_grid
 
 
 def adjacent_windows(x: torch.Tensor, w: int) -> torch.Tensor:
@@ -60,3 +60,29 @@ def test_dilated_padding_is_masked_and_cropped():
 def test_shift_with_dilation_is_rejected():
     with pytest.raises(ValueError, match='dilation'):
         window_grid(14, 14, (7, 7), (3, 3), None, (2, 2))
+
+
+class _Grids(torch.nn.Module):
+    """The index tensors of a shifted and a spanning grid of the input's ``H x W`` map."""
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        H, W = x.shape[1], x.shape[2]
+        shifted = window_grid(H, W, (7, 7), (3, 3), x.device)
+        spanning = spanning_window_grid(H, W, (7, 7), x.device)
+        return [shifted.partition_index, shifted.reverse_index, shifted.mask, spanning.partition_index,
+                spanning.reverse_index, spanning.mask, shifted.reverse(shifted.partition(x))]
+
+
+@pytest.mark.slow
+def test_grids_traced_with_symbolic_sizes_equal_eager_at_other_sizes():
+    """torch.export (what the ONNX export and dynamic-shape torch.compile trace) computes the indices and masks
+    from the symbolic size: the one program gives, at sizes it was not traced at, the eager tensors exactly."""
+    dynamic = torch.export.Dim.DYNAMIC
+    program = torch.export.export(_Grids(), (torch.randn(2, 23, 30, 3),),
+                                  dynamic_shapes=({1: dynamic, 2: dynamic},), strict=False).module()
+    for H, W in [(14, 14), (9, 50), (49, 8)]:
+        x = torch.randn(2, H, W, 3)
+        traced, eager = program(x), _Grids()(x)
+        for got, expected in zip(traced, eager):  # the traced graph has an all-zero mask where eager has none
+            torch.testing.assert_close(got, expected if expected is not None else torch.zeros_like(got),
+                                       rtol=0, atol=0)

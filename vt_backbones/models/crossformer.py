@@ -26,7 +26,6 @@ Deviations:
 """
 from __future__ import annotations
 
-import functools
 import re
 from typing import Callable, Mapping, Sequence
 
@@ -35,14 +34,14 @@ from torch import Tensor, nn
 
 from ..base import StagedBackbone
 from ..convert import FamilyConverter, SourceFormat, StateDict, drop, register_converter
-from ..layers import (DropPath, Mlp, WindowGrid, drop_path_rates, pad_to_multiple, relative_position_bias,
-                      round_up, window_attention, window_grid)
+from ..layers import (DropPath, Mlp, WindowGrid, cached_per_shape, ceil_div, drop_path_rates, pad_to_multiple,
+                      relative_position_bias, window_attention, window_grid)
 from ..registry import MODELS
 
 LDA_MODES = ('fixed_interval', 'fixed_group')
 
 
-@functools.lru_cache(maxsize=32)
+@cached_per_shape(maxsize=32)
 def relative_offsets(gh: int, gw: int, device: torch.device | None = None) -> Tensor:
     """``[(2gh-1)(2gw-1), 2]`` (row, column) offsets between tokens of a ``gh x gw`` group, in the order of
     `layers.relative_position_index` — the input of the dynamic position bias."""
@@ -174,15 +173,23 @@ class CrossFormerStage(nn.Module):
         self.downsample = CrossScaleMerging(dim) if downsample else None
 
     def grid(self, H: int, W: int, long_distance: bool, device: torch.device) -> WindowGrid:
-        """The grouping of an ``H x W`` map for an SDA or LDA block (cached per shape by `window_grid`)."""
+        """The grouping of an ``H x W`` map for an SDA or LDA block (cached per shape by `window_grid`).
+
+        The official rule for small maps (``min(H, W) <= G``: SDA over groups of the shorter side) is written as
+        arithmetic on the sizes, not a branch, so that a traced graph (ONNX) applies it at every size.
+        """
         G, I = self.group_size, self.interval
-        if min(H, W) <= G:  # the official rule for small maps: SDA over groups of the shorter side
-            return window_grid(H, W, (min(H, W),) * 2, device=device)
+        short = torch.sym_min(H, W)
+        group = torch.sym_min(short, G)  # SDA: G, or the shorter side of a small map
         if not long_distance:
-            return window_grid(H, W, (G, G), device=device)
+            return window_grid(H, W, (group, group), device=device)
+        large = torch.sym_max(0, torch.sym_min(short, G + 1) - G)  # 1 if min(H, W) > G, else 0
+        dilation = 1 + (I - 1) * large
         if self.lda_mode == 'fixed_interval':
-            return window_grid(H, W, (round_up(H, I) // I, round_up(W, I) // I), device=device, dilation=(I, I))
-        return window_grid(H, W, (G, G), device=device, dilation=(I, I))
+            window = (large * ceil_div(H, I) + (1 - large) * group, large * ceil_div(W, I) + (1 - large) * group)
+        else:
+            window = (group, group)
+        return window_grid(H, W, window, device=device, dilation=(dilation, dilation))
 
     def forward(self, x: Tensor, run_block: Callable[..., Tensor]) -> Tensor:
         _, H, W, _ = x.shape
