@@ -20,5 +20,7 @@ setup(
     extras_require={
         'test': ['pytest', 'psutil'],
         'benchmark': ['timm', 'fvcore', 'psutil'],
+        # ONNX export (vt_backbones.export, tools/export_onnx.py): torch's dynamo exporter writes through onnxscript.
+        'deploy': ['onnx>=1.17', 'onnxscript>=0.5', 'onnxruntime>=1.20'],
     },
 )
