@@ -112,6 +112,28 @@ def test_cli_names_a_removed_key_and_writes_nothing(variant, tmp_path):
     no_files_but(tmp_path, 'broken.pth')
 
 
+def test_cli_converts_several_files_into_a_dir_with_a_progress_bar(tmp_path):
+    variants = WITH_MANIFEST[:2]
+    sources = []
+    for variant in variants:
+        sources.append(str(tmp_path / f'official_{variant}.pth'))
+        torch.save({'model': fake_official(variant)}, sources[-1])
+    broken = tmp_path / 'broken.pth'
+    broken.write_bytes(b'not a checkpoint')
+    out = tmp_path / 'out'
+    result = subprocess.run([sys.executable, os.path.join(ROOT, 'tools', 'convert_weights.py'), *sources,
+                             str(broken), '--out-dir', str(out)], capture_output=True, text=True)
+    assert result.returncode == 1  # one file failed: named, and the others are still converted
+    assert f'error: {broken}' in result.stderr
+    assert '3/3' in result.stderr  # tqdm's bar reached the last file
+    no_files_but(out, *(f'{variant}_vtb.pth' for variant in variants))  # no staging file left behind
+    for variant in variants:
+        model = vt_backbones.create_backbone(variant)
+        state_dict = torch.load(out / f'{variant}_vtb.pth')['state_dict']
+        missing, unexpected = model.load_state_dict(state_dict, strict=False)
+        assert set(missing) == new_keys(model) and not unexpected, variant
+
+
 def test_mis_shaped_key_is_named(tmp_path):
     variant = WITH_MANIFEST[0]
     source = fake_official(variant)

@@ -1,0 +1,63 @@
+"""What a new user runs first: the launchers in a fresh shell and `make demo` (tools/demo.sh)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+SELECT_PYTHON = os.path.join(ROOT, 'tools', 'select_python.sh')
+
+
+def python_without_torch(directory) -> str:
+    """A bin dir whose `python` is this interpreter with site-packages switched off: it cannot import torch."""
+    os.makedirs(directory, exist_ok=True)
+    fake = os.path.join(directory, 'python')
+    with open(fake, 'w') as f:
+        f.write(f'#!/bin/sh\nexec {sys.executable} -I -S "$@"\n')
+    os.chmod(fake, 0o755)
+    return str(directory)
+
+
+def selected_python(env: dict[str, str]) -> subprocess.CompletedProcess:
+    """What tools/select_python.sh picks in a shell with exactly ``env``."""
+    return subprocess.run(['/bin/bash', '-c', f'source {SELECT_PYTHON} && echo "$PYTHON"'], cwd='/', env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_launchers_pick_the_project_env_when_the_active_python_lacks_torch(tmp_path):
+    no_torch = python_without_torch(tmp_path / 'bin')
+    venv = tmp_path / 'venv'
+    os.makedirs(venv / 'bin')
+    os.symlink(sys.executable, venv / 'bin' / 'python')
+    base = {'PATH': f'{no_torch}:/usr/bin:/bin', 'HOME': str(tmp_path)}
+
+    chosen = selected_python({**base, 'VENV': str(venv)})
+    assert chosen.returncode == 0, chosen.stderr
+    assert chosen.stdout.strip() == f'{venv}/bin/python'
+
+    # PYTHON always wins; an active environment with torch comes before the project's.
+    assert selected_python({**base, 'VENV': str(venv), 'PYTHON': '/opt/env/bin/python'}).stdout.strip() == \
+        '/opt/env/bin/python'
+    active = {**base, 'PATH': f'{os.path.dirname(sys.executable)}:/usr/bin:/bin', 'VENV': str(venv)}
+    assert selected_python(active).stdout.strip() in ('python', 'python3')
+
+    # No torch anywhere: a clear error saying what to do, not a Python traceback later.
+    missing = selected_python({**base, 'VENV': str(tmp_path / 'nowhere')})
+    assert missing.returncode == 1
+    assert 'make install' in missing.stderr and 'PYTHON=' in missing.stderr
+
+
+@pytest.mark.slow
+def test_dist_train_runs_from_a_fresh_shell_without_torch_on_path(tmp_path):
+    """As `tools/dist_train.sh CONFIG N` typed in a new shell: torchrun and train.py start in the project env."""
+    env = {'PATH': f'{python_without_torch(tmp_path / "bin")}:/usr/bin:/bin', 'HOME': str(tmp_path),
+           'VENV': sys.prefix, 'PORT': str(29500 + os.getpid() % 1000)}
+    result = subprocess.run(['bash', 'tools/dist_train.sh', 'configs/demo/maskrcnn_shuffle_t_mini.py', '1', '--help'],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'usage: train.py' in result.stdout
+
