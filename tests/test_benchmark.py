@@ -169,7 +169,7 @@ def test_cli_end_to_end_json_fields(cli_run):
     proc, data = cli_run
     assert 'swin_t' in proc.stdout and 'torch' in proc.stdout and 'threads' in proc.stdout
     assert data['env']['torch'] == torch.__version__
-    assert data['config']['size'] == [64, 64] and data['config']['reference'] == 'none'
+    assert data['config']['sizes'] == [[64, 64]] and data['config']['reference'] == 'none'
     [result] = data['results']
     assert result['model'] == 'swin_t' and result['ref'] is None and result['ratios'] is None
     ours = result['ours']
@@ -198,6 +198,9 @@ def test_cli_params_are_the_parameter_count(cli_run):
     (['swin_t', '--reference', 'vit_x'], '--reference', 'mmdet'),
     (['swin_t', '--mode', 'bwd'], '--mode', 'fwdbwd'),
     (['swin_t', '--clock', 'gpu'], '--clock', 'cpu'),
+    (['swin_t', '--dtype', 'fp8'], '--dtype', 'bf16'),
+    (['swin_t', '--compile', 'maybe'], '--compile', 'both'),
+    (['swin_t', '--size', '224', '--size', '16'], '--size', 'at least 32'),
 ])
 def test_argument_errors_name_the_argument(argv, argument, detail, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -230,3 +233,84 @@ def test_table_has_ratio_columns_with_two_decimals():
                                  'ratios': {'fwd_time': 1.23456, 'fwd_mem': 0.5}}], ['fwd'])
     assert '1.23' in table and '0.50' in table and '1.234' not in table
     assert bench.paired_ratio([2.0, 4.0, 9.0], [1.0, 4.0, 3.0]) == 2.0  # median of 2, 1, 3
+
+
+# ---- settings, several sizes, markdown, plot ---------------------------------------------------------
+def test_settings_are_the_product_of_dtypes_and_compilation_in_table_order():
+    args = bench.parse_args(['swin_t', '--dtype', 'fp32', 'bf16', '--compile', 'both'])
+    assert [s.label for s in bench.settings_of(args)] == ['fp32', 'bf16', 'compiled', 'bf16+compiled']
+    assert [s.label for s in bench.settings_of(bench.parse_args(['swin_t', '--compile']))] == ['compiled']
+    assert [s.label for s in bench.settings_of(bench.parse_args(['swin_t']))] == ['fp32']
+
+
+def test_several_sizes_are_kept_in_order_without_duplicates():
+    args = bench.parse_args(['swin_t', '--size', '224', '--size', '96', '128', '--size', '224'])
+    assert args.sizes == [(224, 224), (96, 128)]
+    assert bench.parse_args(['swin_t']).sizes == [(224, 224)]
+
+
+def test_auto_reference_is_an_installed_reference_of_the_family_else_our_model():
+    expected = 'mmdet' if _importable('mmdet') else 'mmseg' if _importable('mmseg') else 'swin_t'
+    assert bench.resolve_reference('auto', 'swin_t') == expected
+    assert bench.resolve_reference('auto', 'crossformer_t') == 'crossformer_t'  # no installed reference
+    assert bench.resolve_reference('none', 'swin_t') == 'none'
+
+
+def test_autocast_step_runs_the_forward_in_the_dtype_and_the_backward_outside():
+    model = nn.Linear(8, 4)
+    seen = []
+    model.register_forward_hook(lambda m, i, o: seen.append((o.dtype, torch.is_autocast_enabled('cpu'))))
+    x = torch.randn(3, 8)
+
+    class Pair(nn.Module):  # the backbone contract: a tuple of maps
+        def __init__(self):
+            super().__init__()
+            self.inner = model
+
+        def forward(self, x):
+            return (self.inner(x),)
+
+    bench.make_step(Pair(), 'fwdbwd', x, torch.bfloat16)()
+    assert seen == [(torch.bfloat16, True)] and model.weight.grad.dtype == torch.float32
+    bench.make_step(Pair(), 'fwd', x)()
+    assert seen[-1] == (torch.float32, False)
+
+
+def _result(model, size, setting, time_ratio, mem_ratio, reference='mmdet'):
+    entry = {'name': model, 'params_m': 1.0, 'gflops': 1.0,
+             'fwdbwd': {'median_ms': 10.0 * time_ratio, 'peak_mem_mb': 5.0 * mem_ratio}}
+    ref = {'name': f'{reference}:{model}', 'source': f'{reference} SwinTransformer', 'params_m': 1.0, 'gflops': 1.0,
+           'fwdbwd': {'median_ms': 10.0, 'peak_mem_mb': 5.0}}
+    return {'model': model, 'size': list(size), 'setting': setting, 'reference': reference, 'compile_s': {},
+            'ours': entry, 'ref': ref, 'ratios': {'fwdbwd_time': time_ratio, 'fwdbwd_mem': mem_ratio}}
+
+
+CONFIG = {'batch': 2, 'threads': 1, 'clock': 'cpu', 'repeat': 5, 'memory_method': 'tensor bytes'}
+
+
+def test_markdown_table_has_one_row_per_model_and_size_and_two_columns_per_setting():
+    results = [_result('swin_t', (224, 224), 'fp32', 0.98, 1.0), _result('swin_t', (224, 224), 'bf16', 0.51, 0.6),
+               _result('swin_t', (512, 512), 'fp32', 0.9, 0.99), _result('swin_t', (512, 512), 'bf16', 0.5, 0.61),
+               _result('gg_t', (224, 224), 'fp32', 1.0, 1.0, reference='gg_t')]
+    text = bench.format_markdown(results, ['fwdbwd'], CONFIG, 'python tools/benchmark.py swin_t gg_t')
+    lines = text.splitlines()
+    assert '`python tools/benchmark.py swin_t gg_t`' in lines[0] and 'fwd+bwd' in lines[0]
+    assert lines[2] == '| model | size | reference | fp32 time | fp32 memory | bf16 time | bf16 memory |'
+    rows = [line for line in lines[4:] if line]
+    assert rows[0] == '| swin_t | 224×224 | mmdet SwinTransformer | 0.98× | 1.00× | 0.51× | 0.60× |'
+    assert rows[1].startswith('| swin_t | 512×512 |') and rows[2].startswith('| gg_t | 224×224 | ours fp32')
+    assert rows[2].endswith('| 1.00× | 1.00× | - | - |')  # a setting not measured for a model
+
+
+def test_plot_is_a_png_written_atomically(tmp_path):
+    results = [_result('swin_t', (224, 224), 'fp32', 1.0, 1.0), _result('swin_t', (512, 512), 'fp32', 5.0, 5.0)]
+    path = tmp_path / 'scaling.png'
+    bench.plot_scaling(results, ['fwdbwd'], str(path))
+    assert path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert [p.name for p in tmp_path.iterdir()] == ['scaling.png']
+
+
+def test_plot_argument_must_name_a_png(capsys):
+    with pytest.raises(SystemExit):
+        bench.parse_args(['swin_t', '--plot', 'out.svg'])
+    assert 'argument --plot' in capsys.readouterr().err

@@ -1,16 +1,27 @@
 """Benchmark vt_backbones against a reference implementation, as ratios measured in the same process.
 
-    python tools/benchmark.py MODEL [MODEL ...] [--size H W | --size S] [--batch B] [--repeat N]
-        [--warmup K] [--threads T] [--reference mmdet|mmseg|timm|none|<one of our models>]
-        [--with-cp] [--mode fwd|fwdbwd|both] [--memory profiler|rss|none] [--clock wall|cpu]
-        [--device cpu|cuda] [--json OUT]
+    python tools/benchmark.py MODEL [MODEL ...] [--size H W | --size S] [--size ...] [--batch B]
+        [--repeat N] [--warmup K] [--threads T] [--reference auto|mmdet|mmseg|timm|none|<one of our models>]
+        [--dtype fp32|bf16|fp16 [...]] [--compile [on|both]] [--with-cp] [--mode fwd|fwdbwd|both]
+        [--memory profiler|rss|none] [--clock wall|cpu] [--device cpu|cuda] [--json OUT]
+        [--plot OUT.png] [--markdown OUT.md|-]
 
-For every MODEL the tool reports parameters, FLOPs at the given size, the median forward time (eval,
+For every MODEL and size the tool reports parameters, FLOPs, the median forward time (eval,
 ``torch.no_grad``), the median forward+backward time (train mode, ``sum(out.sum()).backward()``), the
 peak memory of each, and the ratios ours / reference. Absolute times depend on the machine; the
 ratios are the result: ours and the reference run interleaved in the same process (repeat ``i`` runs
 ours then the reference when ``i`` is even, the reference then ours when odd), so machine noise and
 drift hit both, and the time ratio is the median of the per-repeat ratios of adjacent runs.
+
+Our model can run in several *settings* at once, each a subject of its own, all interleaved with the
+reference: ``--dtype`` runs the forward under ``torch.autocast`` in bf16 or fp16 (the backward runs
+outside it, as in training; the reference always runs in fp32), ``--compile`` builds ours with
+``compile_blocks=True`` (``--compile both``: eager and compiled). ``--dtype fp32 bf16 --compile both``
+gives the four settings of the README table: fp32, bf16, compiled, bf16+compiled. A compiled subject's
+first call of each mode is untimed and reported as its compile time (wall clock). ``--reference auto``
+takes the first installed reference that has the model's family (mmdet, mmseg, timm), else our own
+model in fp32 eager. Several ``--size`` options measure every size; ``--plot`` draws time and peak
+memory against the input size (log-log), ``--markdown`` writes the ratio table the README shows.
 ``--reference swin_t`` with ``swin_t`` gives an A/A run: how far from 1.00 noise alone moves a ratio.
 On a machine shared with other jobs, ``--threads 1 --clock cpu`` (CPU time of the process) is far
 less noisy than wall time with several threads, whose OpenMP barriers stall whenever one thread is
@@ -374,31 +385,61 @@ def measure_peak(step: Callable[[], None], method: str, device: torch.device) ->
 
 
 # ---- timing -------------------------------------------------------------------------------------
+#: --dtype name -> the autocast dtype of our forward (None: plain fp32).
+DTYPES: dict[str, torch.dtype | None] = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How our model runs: the autocast dtype of the forward and whether its blocks are compiled."""
+    dtype: str = 'fp32'
+    compiled: bool = False
+
+    @property
+    def label(self) -> str:
+        if not self.compiled:
+            return self.dtype
+        return 'compiled' if self.dtype == 'fp32' else f'{self.dtype}+compiled'
+
+
 @dataclass
 class Subject:
-    """One model under test: ours or the reference."""
+    """One model under test: ours in one setting, or the reference (always fp32 eager)."""
     name: str
     source: str
     module: nn.Module
+    setting: Setting = Setting()
     params: int = 0
     flops: FlopCount | None = None
     times_ms: dict[str, list[float]] = field(default_factory=dict)
     peak_bytes: dict[str, int | None] = field(default_factory=dict)
+    compile_s: dict[str, float] = field(default_factory=dict)  # mode -> wall time of the first (compiling) call
 
 
-def make_step(module: nn.Module, mode: str, x: Tensor) -> Callable[[], None]:
+def make_step(module: nn.Module, mode: str, x: Tensor, dtype: torch.dtype | None = None) -> Callable[[], None]:
     """The measured unit: forward under no_grad, or forward plus backward of the sum of all outputs
-    (gradients set to None first, so their allocation is part of every step, as in training)."""
+    (gradients set to None first, so their allocation is part of every step, as in training). With
+    ``dtype`` the forward runs under ``torch.autocast`` and the backward outside it, as AMP training does."""
+    def forward() -> tuple[Tensor, ...]:
+        if dtype is None:
+            return module(x)
+        with torch.autocast(x.device.type, dtype=dtype):
+            return module(x)
+
     if mode == 'fwd':
         def step() -> None:
             with torch.no_grad():
-                module(x)
+                forward()
     else:
         def step() -> None:
             module.zero_grad(set_to_none=True)
-            outs = module(x)
-            torch.stack([out.sum() for out in outs]).sum().backward()
+            outs = forward()
+            torch.stack([out.float().sum() for out in outs]).sum().backward()
     return step
+
+
+def subject_step(subject: Subject, mode: str, x: Tensor) -> Callable[[], None]:
+    return make_step(subject.module, mode, x, DTYPES[subject.setting.dtype])
 
 
 def set_mode(module: nn.Module, mode: str) -> None:
@@ -408,13 +449,28 @@ def set_mode(module: nn.Module, mode: str) -> None:
 CLOCKS = {'wall': time.perf_counter, 'cpu': time.process_time}
 
 
+def compile_first(subjects: list[Subject], mode: str, x: Tensor, device: torch.device) -> None:
+    """Runs the first call of every compiled subject untimed and records its wall time (the compile time;
+    the wall clock, since the compiler's worker processes are not this process's CPU time)."""
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == 'cuda' else (lambda: None)
+    for subject in subjects:
+        if subject.setting.compiled and mode not in subject.compile_s:
+            set_mode(subject.module, mode)
+            sync()
+            start = time.perf_counter()
+            subject_step(subject, mode, x)()
+            sync()
+            subject.compile_s[mode] = time.perf_counter() - start
+
+
 def time_interleaved(subjects: list[Subject], mode: str, x: Tensor, repeat: int, warmup: int,
-                     device: torch.device, clock: str = 'wall') -> None:
-    """Runs every subject ``warmup + repeat`` times, alternating the order (AB, BA, AB, ...)."""
+                     device: torch.device, clock: str = 'wall', progress: Callable[[], None] = lambda: None) -> None:
+    """Runs every subject ``warmup + repeat`` times, alternating the order (AB, BA, AB, ...); ``progress``
+    is called after every step."""
     now = CLOCKS[clock]
     for subject in subjects:
         set_mode(subject.module, mode)
-    steps = [make_step(s.module, mode, x) for s in subjects]
+    steps = [subject_step(s, mode, x) for s in subjects]
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == 'cuda' else (lambda: None)
     times: list[list[float]] = [[] for _ in subjects]
     gc.collect()
@@ -431,6 +487,7 @@ def time_interleaved(subjects: list[Subject], mode: str, x: Tensor, repeat: int,
                 elapsed = (now() - start) * 1e3
                 if i >= warmup:
                     times[j].append(elapsed)
+                progress()
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -474,14 +531,51 @@ def environment(args: argparse.Namespace, device: torch.device) -> dict[str, Any
         'gpu': torch.cuda.get_device_name(device) if device.type == 'cuda' else None,
         'mkldnn': torch.backends.mkldnn.is_available(),
     }
-    if args.reference in REFERENCES:
-        env[REFERENCES[args.reference].package] = package_version(REFERENCES[args.reference].package)
+    for name in ([args.reference] if args.reference in REFERENCES else REFERENCES if args.reference == 'auto' else []):
+        version = package_version(REFERENCES[name].package)
+        if version is not None:
+            env[REFERENCES[name].package] = version
     return env
 
 
-def build_ours(name: str, opts: BuildOptions) -> nn.Module:
+class _NoProgress:
+    """Stands in for a tqdm bar when there is none: the phases are then logged as lines."""
+    disable = True
+
+    def set_description(self, text: str) -> None:
+        pass
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(total: int, disable: bool = False) -> Any:
+    """A tqdm bar over the timed steps on stderr, shown on a terminal only (tqdm decides); the phase of the run
+    is its description."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoProgress()
+    return _NoProgress() if disable else tqdm(total=total, unit='step', file=sys.stderr, disable=None,
+                                              dynamic_ncols=True)
+
+
+def build_ours(name: str, opts: BuildOptions, compiled: bool = False) -> nn.Module:
     torch.manual_seed(0)
-    return vt_backbones.create_backbone(name, drop_path_rate=opts.drop_path_rate, with_cp=opts.with_cp)
+    return vt_backbones.create_backbone(name, drop_path_rate=opts.drop_path_rate, with_cp=opts.with_cp,
+                                        compile_blocks=compiled)
+
+
+def resolve_reference(reference: str, name: str) -> str:
+    """``auto`` -> the first installed reference with the model's family, else the model itself (ours, fp32 eager)."""
+    if reference != 'auto':
+        return reference
+    family = vt_backbones.family_of(name).__name__
+    return next((ref for ref, source in REFERENCES.items()
+                 if family in source.builders and package_version(source.package) is not None), name)
 
 
 def build_reference(reference: str, name: str, ours: nn.Module, opts: BuildOptions) -> Subject | None:
@@ -525,6 +619,7 @@ def summarize(subject: Subject, modes: Sequence[str], batch: int) -> dict[str, A
 
 def ratios(ours: dict[str, Any], ref: dict[str, Any], subjects: list[Subject],
            modes: Sequence[str]) -> dict[str, Any]:
+    """Ours / reference for the pair ``subjects`` (ours, reference) and their summaries."""
     out: dict[str, Any] = {'params': ours['params'] / ref['params'], 'flops': ours['flops'] / ref['flops']}
     for mode in modes:
         ours_times, ref_times = (s.times_ms[mode] for s in subjects)
@@ -537,35 +632,68 @@ def ratios(ours: dict[str, Any], ref: dict[str, Any], subjects: list[Subject],
     return out
 
 
-def benchmark_one(name: str, args: argparse.Namespace, device: torch.device, log: Callable[[str], None]) -> dict:
-    H, W = args.size
+def settings_of(args: argparse.Namespace) -> list[Setting]:
+    """Our settings in table order: every dtype eager, then every dtype compiled."""
+    compiled = {'off': [False], 'on': [True], 'both': [False, True]}[args.compile]
+    return [Setting(dtype, c) for c in compiled for dtype in args.dtype]
+
+
+def steps_per_job(args: argparse.Namespace) -> int:
+    """Timed steps of one (model, size): what the progress bar counts."""
+    modes = MODES if args.mode == 'both' else (args.mode,)
+    return len(modes) * (args.warmup + args.repeat) * (len(settings_of(args)) + (args.reference != 'none'))
+
+
+def benchmark_one(name: str, size: tuple[int, int], args: argparse.Namespace, device: torch.device,
+                  log: Callable[[str], None], progress: Callable[[], None] = lambda: None) -> list[dict]:
+    """Measures ``name`` at ``size`` in every setting against the reference: one result per setting."""
+    H, W = size
     opts = BuildOptions(size=(H, W), drop_path_rate=0.0, with_cp=args.with_cp)
-    ours = Subject(name, 'vt_backbones', build_ours(name, opts))
+    ours = [Subject(name if setting == Setting() else f'{name}:{setting.label}', 'vt_backbones',
+                    build_ours(name, opts, setting.compiled), setting) for setting in settings_of(args)]
+    reference = resolve_reference(args.reference, name)
     try:
-        ref = build_reference(args.reference, name, ours.module, opts)
+        ref = build_reference(reference, name, ours[0].module, opts)
     except Exception as exc:
-        raise SystemExit(f'error: could not build the {args.reference} reference for {name}: '
+        raise SystemExit(f'error: could not build the {reference} reference for {name}: '
                          f'{type(exc).__name__}: {exc}') from exc
-    subjects = [ours] + ([ref] if ref is not None else [])
+    subjects = ours + ([ref] if ref is not None else [])
     modes = MODES if args.mode == 'both' else (args.mode,)
     torch.manual_seed(0)
     x = torch.randn(args.batch, 3, H, W, device=device)
+    # FLOPs do not depend on the setting: count them once on an eager model (the tracer cannot see through
+    # compiled code).
+    eager = next((s.module for s in ours if not s.setting.compiled), None) or build_ours(name, opts)
+    counted: dict[int, tuple[int, FlopCount]] = {}
     for subject in subjects:
         subject.module.to(device)
-        subject.params = count_params(subject.module)
-        log(f'[{name}] counting FLOPs of {subject.name}')
-        subject.flops = count_flops(subject.module, (torch.randn(1, 3, H, W, device=device),))
+        counted_module = subject.module if subject is ref else eager.to(device)
+        if id(counted_module) not in counted:
+            log(f'[{name} {H}x{W}] counting FLOPs of {subject.name}')
+            counted[id(counted_module)] = (count_params(counted_module),
+                                           count_flops(counted_module, (torch.randn(1, 3, H, W, device=device),)))
+        subject.params, subject.flops = counted[id(counted_module)]
     for mode in modes:
-        log(f'[{name}] timing {MODE_LABELS[mode]}: {args.warmup} warmup + {args.repeat} repeats, interleaved')
-        time_interleaved(subjects, mode, x, args.repeat, args.warmup, device, args.clock)
+        if any(s.setting.compiled for s in ours):
+            log(f'[{name} {H}x{W}] compiling {MODE_LABELS[mode]} (first call, untimed)')
+            compile_first(subjects, mode, x, device)
+        log(f'[{name} {H}x{W}] timing {MODE_LABELS[mode]}: {args.warmup} warmup + {args.repeat} repeats, '
+            f'{len(subjects)} subjects interleaved')
+        time_interleaved(subjects, mode, x, args.repeat, args.warmup, device, args.clock, progress)
         for subject in subjects:
             set_mode(subject.module, mode)
-            subject.peak_bytes[mode] = measure_peak(make_step(subject.module, mode, x), args.memory, device)
-    result = {'model': name, 'reference': None if ref is None else args.reference,
-              'ours': summarize(ours, modes, args.batch),
-              'ref': None if ref is None else summarize(ref, modes, args.batch)}
-    result['ratios'] = None if ref is None else ratios(result['ours'], result['ref'], subjects, modes)
-    return result
+            subject.peak_bytes[mode] = measure_peak(subject_step(subject, mode, x), args.memory, device)
+    ref_summary = None if ref is None else summarize(ref, modes, args.batch)
+    results = []
+    for subject in ours:
+        summary = summarize(subject, modes, args.batch)
+        results.append({
+            'model': name, 'size': [H, W], 'setting': subject.setting.label, 'dtype': subject.setting.dtype,
+            'compiled': subject.setting.compiled, 'compile_s': subject.compile_s,
+            'reference': None if ref is None else reference,
+            'ours': summary, 'ref': ref_summary,
+            'ratios': None if ref is None else ratios(summary, ref_summary, [subject, ref], modes)})
+    return results
 
 
 # ---- output -------------------------------------------------------------------------------------
@@ -573,8 +701,14 @@ def _fmt(value: float | None, digits: int) -> str:
     return '-' if value is None else f'{value:.{digits}f}'
 
 
+def _same_job(a: dict, b: dict) -> bool:
+    return a['model'] == b['model'] and a.get('size') == b.get('size')
+
+
 def format_table(results: list[dict], modes: Sequence[str]) -> str:
-    header = ['model', 'params(M)', 'GFLOPs']
+    """One row per result (ours in one setting), the reference's row after the last setting of its model and size."""
+    with_size = any('size' in r for r in results)
+    header = ['model'] + (['size'] if with_size else []) + ['params(M)', 'GFLOPs']
     for mode in modes:
         header += [f'{MODE_LABELS[mode]} ms', f'{MODE_LABELS[mode]} MB']
     with_ref = any(r['ref'] is not None for r in results)
@@ -582,13 +716,16 @@ def format_table(results: list[dict], modes: Sequence[str]) -> str:
         for mode in modes:
             header += [f'{MODE_LABELS[mode]} time x', f'{MODE_LABELS[mode]} mem x']
     rows = []
-    for result in results:
+    for index, result in enumerate(results):
+        last_of_job = index + 1 == len(results) or not _same_job(result, results[index + 1])
         for key in ('ours', 'ref'):
             entry = result[key]
-            if entry is None:
+            if entry is None or (key == 'ref' and not last_of_job):
                 continue
-            row = [entry['name'] if key == 'ours' else '  ' + entry['name'],
-                   _fmt(entry['params_m'], 2), _fmt(entry['gflops'], 3)]
+            row = [entry['name'] if key == 'ours' else '  ' + entry['name']]
+            if with_size:
+                row.append('x'.join(map(str, result['size'])) if 'size' in result else '')
+            row += [_fmt(entry['params_m'], 2), _fmt(entry['gflops'], 3)]
             for mode in modes:
                 row += [_fmt(entry[mode]['median_ms'], 1), _fmt(entry[mode]['peak_mem_mb'], 1)]
             if with_ref:
@@ -602,13 +739,98 @@ def format_table(results: list[dict], modes: Sequence[str]) -> str:
     return '\n'.join(lines)
 
 
+def format_compile_times(results: list[dict]) -> str:
+    lines = [f"# {r['model']} {'x'.join(map(str, r['size']))} {r['setting']}: compile (first call) "
+             + ', '.join(f'{MODE_LABELS[mode]} {seconds:.1f} s' for mode, seconds in r['compile_s'].items())
+             for r in results if r.get('compile_s')]
+    return '\n'.join(lines)
+
+
+def _ratio_cell(value: float | None) -> str:
+    return '-' if value is None else f'{value:.2f}×'
+
+
+def reference_label(result: dict) -> str:
+    if result['reference'] is None:
+        return 'none'
+    if result['reference'] == result['model']:
+        return 'ours fp32 (no installed reference)'
+    return result['ref']['source']
+
+
+def format_markdown(results: list[dict], modes: Sequence[str], config: dict[str, Any], command: str) -> str:
+    """The README's performance table: one row per model and size, time and memory ratios (ours / reference)
+    of every setting, for forward+backward when it was measured."""
+    mode = 'fwdbwd' if 'fwdbwd' in modes else modes[0]
+    labels = list(dict.fromkeys(r['setting'] for r in results))
+    jobs: dict[tuple, dict[str, dict]] = {}
+    for result in results:
+        jobs.setdefault((result['model'], tuple(result['size'])), {})[result['setting']] = result
+    header = ['model', 'size', 'reference'] + [f'{label} {what}' for label in labels for what in ('time', 'memory')]
+    lines = [f'Generated by `{command}`: ours / reference, {MODE_LABELS[mode]}, batch {config["batch"]}, '
+             f'{config["threads"]} thread(s), {config["clock"]} clock, median of {config["repeat"]} paired '
+             f'repeats; memory: peak {config["memory_method"]}.',
+             '',
+             '| ' + ' | '.join(header) + ' |',
+             '|' + '---|' * len(header)]
+    for (model, (H, W)), by_setting in jobs.items():
+        first = next(iter(by_setting.values()))
+        cells = [model, f'{H}×{W}', reference_label(first)]
+        for label in labels:
+            r = (by_setting.get(label) or {}).get('ratios')
+            cells += ['-', '-'] if r is None else [_ratio_cell(r[f'{mode}_time']), _ratio_cell(r[f'{mode}_mem'])]
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def plot_scaling(results: list[dict], modes: Sequence[str], path: str) -> None:
+    """One log-log picture: median time and peak memory against input pixels, a line per model and setting
+    (and per reference), written atomically as PNG."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    mode = 'fwdbwd' if 'fwdbwd' in modes else modes[0]
+    lines: dict[str, list[tuple[int, float, float | None]]] = {}
+    for result in results:
+        pixels = result['size'][0] * result['size'][1]
+        for key, label in (('ours', f"{result['model']} {result['setting']}"), ('ref', None)):
+            entry = result[key]
+            if entry is None:
+                continue
+            label = label or f"{result['model']} ref: {reference_label(result)}"
+            point = (pixels, entry[mode]['median_ms'], entry[mode]['peak_mem_mb'])
+            if point not in lines.setdefault(label, []):
+                lines[label].append(point)
+    fig, (ax_time, ax_mem) = plt.subplots(1, 2, figsize=(12, 5))
+    for label, points in lines.items():
+        points.sort()
+        pixels = [p[0] for p in points]
+        style = '--' if ' ref: ' in label else '-'
+        ax_time.plot(pixels, [p[1] for p in points], style, marker='o', label=label)
+        if all(p[2] is not None for p in points):
+            ax_mem.plot(pixels, [p[2] for p in points], style, marker='o', label=label)
+    for ax, ylabel in ((ax_time, f'{MODE_LABELS[mode]} time per step (ms)'), (ax_mem, 'peak memory (MB)')):
+        ax.set_xscale('log')
+        ax.set_yscale('log')
+        ax.set_xlabel('input pixels (H x W)')
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which='both', alpha=0.3)
+    ax_time.legend(fontsize='small')
+    fig.tight_layout()
+    try:
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, format='png', dpi=100)
+    finally:
+        plt.close(fig)
+
+
 def format_header(env: dict[str, Any], config: dict[str, Any]) -> str:
-    H, W = config['size']
+    sizes = ', '.join(f'{H}x{W}' for H, W in config['sizes'])
     refs = [f'{k} {v}' for k, v in env.items() if k in {s.package for s in REFERENCES.values()}]
     lines = [
         f"# torch {env['torch']} | threads {env['threads']} | {env['device']}: "
         f"{env['gpu'] or env['cpu']} ({env['cpu_count']} logical CPUs)" + ''.join(f' | {r}' for r in refs),
-        f"# input {config['batch']}x3x{H}x{W} | warmup {config['warmup']} + repeat {config['repeat']} "
+        f"# input {config['batch']}x3x({sizes}) | ours: {', '.join(config['settings'])} | warmup {config['warmup']} + repeat {config['repeat']} "
         f"({config['clock']} clock), "
         f"ours and reference interleaved (AB, BA, ...) | mode {config['mode']} | with_cp {config['with_cp']} "
         f"| drop_path_rate 0",
@@ -623,27 +845,27 @@ def format_header(env: dict[str, Any], config: dict[str, Any]) -> str:
 
 
 def format_notes(results: list[dict]) -> str:
-    notes = []
+    notes, seen = [], set()
     for result in results:
         for key in ('ours', 'ref'):
             entry = result[key]
-            if entry and entry['flops_skipped_ops']:
+            if entry and entry['flops_skipped_ops'] and (entry['name'], key, str(result.get('size'))) not in seen:
+                seen.add((entry['name'], key, str(result.get('size'))))
                 ops = ', '.join(f'{op.removeprefix("aten::")} x{n}' for op, n in entry['flops_skipped_ops'].items())
                 notes.append(f"# {entry['name']}: not counted (no handle, element-wise or data movement): {ops}")
     return '\n'.join(notes)
 
 
-def write_json_atomic(path: str, data: Any) -> None:
-    """Writes to a temporary file next to ``path``, then renames it over ``path``."""
+@contextlib.contextmanager
+def atomic_output(path: str) -> Iterator[str]:
+    """Yields a temporary path next to ``path`` to write to, then renames it over ``path``: a reader never sees
+    a half-written file, and a failure leaves no temporary behind."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=directory)
+    os.close(fd)
     try:
-        with os.fdopen(fd, 'w') as f:
-            json.dump(data, f, indent=2)
-            f.write('\n')
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
@@ -652,6 +874,19 @@ def write_json_atomic(path: str, data: Any) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def write_json_atomic(path: str, data: Any) -> None:
+    with atomic_output(path) as tmp, open(tmp, 'w') as f:
+        json.dump(data, f, indent=2)
+        f.write('\n')
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    with atomic_output(path) as tmp, open(tmp, 'w') as f:
+        f.write(text)
 
 
 # ---- arguments ----------------------------------------------------------------------------------
@@ -683,16 +918,24 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('models', nargs='+', metavar='MODEL', choices=models,
                         help=f'models to benchmark, from: {", ".join(models)}')
-    parser.add_argument('--size', nargs='+', type=_positive_int, default=[224], metavar='S',
-                        help=f'input size: H W, or S for S x S (at least {MIN_SIZE})')
+    parser.add_argument('--size', nargs='+', type=_positive_int, action='append', metavar='S',
+                        help=f'input size: H W, or S for S x S (at least {MIN_SIZE}); repeat the option to '
+                             f'measure several sizes (default: 224)')
     parser.add_argument('--batch', type=_positive_int, default=1, help='batch size of the timed steps')
     parser.add_argument('--repeat', type=_positive_int, default=10, help='timed steps per model and mode')
     parser.add_argument('--warmup', type=_non_negative_int, default=2, help='untimed steps first')
     parser.add_argument('--threads', type=_positive_int, default=None,
                         help='torch intra-op threads (default: torch\'s choice)')
-    parser.add_argument('--reference', default='mmdet', metavar='REF',
-                        choices=[*REFERENCES, 'none', *models],
-                        help=f'what the ratios are against: {", ".join(REFERENCES)}, none, or one of our models')
+    parser.add_argument('--reference', default='auto', metavar='REF',
+                        choices=['auto', *REFERENCES, 'none', *models],
+                        help=f'what the ratios are against: auto (the first of {", ".join(REFERENCES)} that has the '
+                             f'family, else our own model in fp32 eager), one of them, none, or one of our models')
+    parser.add_argument('--dtype', nargs='+', choices=list(DTYPES), default=['fp32'],
+                        help='our forward under torch.autocast in these dtypes (one subject each; fp32: no autocast); '
+                             'the reference stays fp32')
+    parser.add_argument('--compile', nargs='?', const='on', default='off', choices=['off', 'on', 'both'],
+                        help='build ours with compile_blocks=True (--compile or --compile on), or measure both eager '
+                             'and compiled (--compile both)')
     parser.add_argument('--with-cp', action='store_true', help='activation checkpointing (ours and the reference)')
     parser.add_argument('--mode', choices=['fwd', 'fwdbwd', 'both'], default='both')
     parser.add_argument('--memory', choices=['profiler', 'rss', 'none'], default='profiler',
@@ -703,17 +946,30 @@ def build_parser() -> argparse.ArgumentParser:
                              'more threads it also counts the threads\' spin-waiting')
     parser.add_argument('--device', choices=['cpu', 'cuda'], default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--json', metavar='OUT', help='also write the results to this json file (atomically)')
+    parser.add_argument('--plot', metavar='OUT.png',
+                        help='draw time and peak memory against the input size, log-log, into this PNG (atomically)')
+    parser.add_argument('--markdown', metavar='OUT.md',
+                        help='write the ratio table as markdown (the README performance table; - for stdout)')
+    parser.add_argument('--no-progress', action='store_true', help='no progress bar on stderr')
     return parser
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if len(args.size) > 2:
-        parser.error(f'argument --size: expected H W or a single S, got {len(args.size)} values')
-    args.size = tuple(args.size) * 2 if len(args.size) == 1 else tuple(args.size)
-    if min(args.size) < MIN_SIZE:
-        parser.error(f'argument --size: H and W must be at least {MIN_SIZE}, got {args.size[0]} {args.size[1]}')
+    sizes = []
+    for size in args.size or [[224]]:
+        if len(size) > 2:
+            parser.error(f'argument --size: expected H W or a single S, got {len(size)} values')
+        size = tuple(size) * 2 if len(size) == 1 else tuple(size)
+        if min(size) < MIN_SIZE:
+            parser.error(f'argument --size: H and W must be at least {MIN_SIZE}, got {size[0]} {size[1]}')
+        sizes.append(size)
+    args.sizes = list(dict.fromkeys(sizes))
+    if args.plot and not args.plot.lower().endswith('.png'):
+        parser.error(f'argument --plot: expected a .png file name, got {args.plot!r}')
+    if args.device == 'cuda' and 'bf16' in args.dtype and not torch.cuda.is_bf16_supported():
+        parser.error('argument --dtype: bf16 requested but this GPU does not support bfloat16')
     if args.device == 'cuda' and not torch.cuda.is_available():
         parser.error('argument --device: cuda requested but torch.cuda.is_available() is False')
     if args.device == 'cuda' and args.clock == 'cpu':
@@ -744,27 +1000,44 @@ def main(argv: Sequence[str] | None = None) -> int:
                      'profiler': 'tensor bytes from torch.profiler allocation events',
                      'rss': 'RSS sampled by a thread (cross-check only)',
                      'none': 'not measured'}['cuda' if device.type == 'cuda' else args.memory]
-    config = {'models': args.models, 'size': list(args.size), 'batch': args.batch, 'repeat': args.repeat,
-              'warmup': args.warmup, 'clock': args.clock, 'reference': args.reference, 'with_cp': args.with_cp,
-              'mode': args.mode,
-              'memory_method': memory_method, 'drop_path_rate': 0.0}
+    config = {'models': args.models, 'sizes': [list(size) for size in args.sizes], 'batch': args.batch,
+              'repeat': args.repeat, 'warmup': args.warmup, 'clock': args.clock, 'reference': args.reference,
+              'settings': [s.label for s in settings_of(args)], 'with_cp': args.with_cp, 'mode': args.mode,
+              'threads': torch.get_num_threads(), 'memory_method': memory_method, 'drop_path_rate': 0.0}
     env = environment(args, device)
+    jobs = [(name, size) for name in args.models for size in args.sizes]
+    bar = progress_bar(len(jobs) * steps_per_job(args), disable=args.no_progress)
 
     def log(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+        bar.set_description(message)
+        if bar.disable:
+            print(message, file=sys.stderr, flush=True)
 
     results = []
-    for name in args.models:
-        results.append(benchmark_one(name, args, device, log))
-        gc.collect()
+    try:
+        for name, size in jobs:
+            results += benchmark_one(name, size, args, device, log, lambda: bar.update(1))
+            gc.collect()
+    finally:
+        bar.close()
     modes = MODES if args.mode == 'both' else (args.mode,)
     print(format_header(env, config))
     print(format_table(results, modes))
-    notes = format_notes(results)
-    if notes:
-        print(notes)
+    for notes in (format_notes(results), format_compile_times(results)):
+        if notes:
+            print(notes)
     if args.json:
         write_json_atomic(args.json, {'env': env, 'config': config, 'results': results})
+    if args.markdown:
+        command = 'python tools/benchmark.py ' + ' '.join(sys.argv[1:] if argv is None else argv)
+        table = format_markdown(results, modes, config, command)
+        if args.markdown == '-':
+            print(table, end='')
+        else:
+            write_text_atomic(args.markdown, table)
+    if args.plot:
+        plot_scaling(results, modes, args.plot)
+        print(f'# plot: {args.plot}')
     return 0
 
 

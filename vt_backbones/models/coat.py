@@ -244,9 +244,9 @@ class CoaT(VisionBackbone):
                  drop_path_rate: float = 0.0, crpe_windows: Mapping[int, int] | None = None,
                  out_indices: Sequence[int] = (0, 1, 2, 3), frozen_stages: int = -1, norm_eval: bool = False,
                  with_cp: bool = False, init_cfg: dict | None = None,
-                 pretrained: str | None = None) -> None:
+                 pretrained: str | None = None, compile_blocks: bool | dict = False) -> None:
         super().__init__(arch, in_channels, out_indices, frozen_stages, norm_eval, with_cp, drop_path_rate,
-                         init_cfg, pretrained=pretrained)
+                         init_cfg, pretrained=pretrained, compile_blocks=compile_blocks)
         a = self.arch
         for key in ('embed_dims', 'serial_depths', 'mlp_ratios'):
             if len(a[key]) != 4 or any(not isinstance(v, (int, float)) or v < 1 for v in a[key]):

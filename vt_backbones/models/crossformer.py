@@ -173,23 +173,15 @@ class CrossFormerStage(nn.Module):
         self.downsample = CrossScaleMerging(dim) if downsample else None
 
     def grid(self, H: int, W: int, long_distance: bool, device: torch.device) -> WindowGrid:
-        """The grouping of an ``H x W`` map for an SDA or LDA block (cached per shape by `window_grid`).
-
-        The official rule for small maps (``min(H, W) <= G``: SDA over groups of the shorter side) is written as
-        arithmetic on the sizes, not a branch, so that a traced graph (ONNX) applies it at every size.
-        """
+        """The grouping of an ``H x W`` map for an SDA or LDA block (cached per shape by `window_grid`)."""
         G, I = self.group_size, self.interval
-        short = torch.sym_min(H, W)
-        group = torch.sym_min(short, G)  # SDA: G, or the shorter side of a small map
+        if min(H, W) <= G:  # the official rule for small maps: SDA over groups of the shorter side
+            return window_grid(H, W, (min(H, W),) * 2, device=device)
         if not long_distance:
-            return window_grid(H, W, (group, group), device=device)
-        large = torch.sym_max(0, torch.sym_min(short, G + 1) - G)  # 1 if min(H, W) > G, else 0
-        dilation = 1 + (I - 1) * large
+            return window_grid(H, W, (G, G), device=device)
         if self.lda_mode == 'fixed_interval':
-            window = (large * ceil_div(H, I) + (1 - large) * group, large * ceil_div(W, I) + (1 - large) * group)
-        else:
-            window = (group, group)
-        return window_grid(H, W, window, device=device, dilation=(dilation, dilation))
+            return window_grid(H, W, (ceil_div(H, I), ceil_div(W, I)), device=device, dilation=(I, I))
+        return window_grid(H, W, (G, G), device=device, dilation=(I, I))
 
     def forward(self, x: Tensor, run_block: Callable[..., Tensor]) -> Tensor:
         _, H, W, _ = x.shape
@@ -230,9 +222,9 @@ class CrossFormer(StagedBackbone):
                  qkv_bias: bool = True, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
                  drop_path_rate: float = 0.1, out_indices: Sequence[int] = (0, 1, 2, 3), frozen_stages: int = -1,
                  norm_eval: bool = False, with_cp: bool = False, init_cfg: dict | None = None,
-                 pretrained: str | None = None) -> None:
+                 pretrained: str | None = None, compile_blocks: bool | dict = False) -> None:
         super().__init__(arch, in_channels, out_indices, frozen_stages, norm_eval, with_cp, drop_path_rate,
-                         init_cfg, pretrained=pretrained)
+                         init_cfg, pretrained=pretrained, compile_blocks=compile_blocks)
         embed_dims, depths, num_heads = self.arch['embed_dims'], self.arch['depths'], self.arch['num_heads']
         if not isinstance(group_size, int) or group_size < 1:
             raise ValueError(f'group_size must be a positive int, got {group_size!r}')

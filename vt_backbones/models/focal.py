@@ -289,9 +289,9 @@ class FocalTransformer(StagedBackbone):
                  drop_rate: float = 0.0, attn_drop_rate: float = 0.0, drop_path_rate: float = 0.1,
                  out_indices: Sequence[int] = (0, 1, 2, 3), frozen_stages: int = -1, norm_eval: bool = False,
                  with_cp: bool = False, init_cfg: dict | None = None,
-                 pretrained: str | None = None) -> None:
+                 pretrained: str | None = None, compile_blocks: bool | dict = False) -> None:
         super().__init__(arch, in_channels, out_indices, frozen_stages, norm_eval, with_cp, drop_path_rate,
-                         init_cfg, pretrained=pretrained)
+                         init_cfg, pretrained=pretrained, compile_blocks=compile_blocks)
         embed_dims, depths, num_heads = self.arch['embed_dims'], self.arch['depths'], self.arch['num_heads']
         if window_size < 2:
             raise ValueError(f'window_size must be >= 2, got {window_size!r}')

@@ -212,9 +212,9 @@ class ShuffleTransformer(VisionBackbone):
                  norm_cfg: dict | None = None, out_indices: Sequence[int] = (0, 1, 2, 3),
                  frozen_stages: int = -1, norm_eval: bool = False, with_cp: bool = False,
                  init_cfg: dict | None = None,
-                 pretrained: str | None = None) -> None:
+                 pretrained: str | None = None, compile_blocks: bool | dict = False) -> None:
         super().__init__(arch, in_channels, out_indices, frozen_stages, norm_eval, with_cp, drop_path_rate,
-                         init_cfg, pretrained=pretrained)
+                         init_cfg, pretrained=pretrained, compile_blocks=compile_blocks)
         norm_cfg = dict(type='BN', requires_grad=True) if norm_cfg is None else norm_cfg
         if not isinstance(norm_cfg, dict) or 'type' not in norm_cfg:
             raise ValueError(f"norm_cfg must be a dict with a 'type' (e.g. dict(type='SyncBN')), got {norm_cfg!r}")

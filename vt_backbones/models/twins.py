@@ -155,9 +155,9 @@ class _Twins(VisionBackbone):
                  attn_drop_rate: float = 0.0, drop_path_rate: float = 0.2,
                  out_indices: Sequence[int] = (0, 1, 2, 3), frozen_stages: int = -1, norm_eval: bool = False,
                  with_cp: bool = False, init_cfg: dict | None = None,
-                 pretrained: str | None = None) -> None:
+                 pretrained: str | None = None, compile_blocks: bool | dict = False) -> None:
         super().__init__(arch, in_channels, out_indices, frozen_stages, norm_eval, with_cp, drop_path_rate,
-                         init_cfg, pretrained=pretrained)
+                         init_cfg, pretrained=pretrained, compile_blocks=compile_blocks)
         a = self.arch
         for key in self.arch_settings[next(iter(self.arch_settings))]:
             if len(a[key]) != 4 or any(not isinstance(v, (int, float)) or v < 1 for v in a[key]):

@@ -1,0 +1,170 @@
+"""The fast path (issue 11): every variant under torch.autocast, and compiled blocks (``compile_blocks``).
+
+Mixed precision is checked against the same model in fp32 (independent of any stored figure): outputs and
+gradients finite, every output map within a relative L2 error bound. Compilation is checked with dynamo's own
+reports (graph breaks, graphs compiled) and against eager outputs.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch._dynamo
+from torch._dynamo.utils import counters
+
+import vt_backbones
+from vt_backbones import base, layers
+
+MODELS = vt_backbones.list_models()
+#: The smallest variant of every family (registration order puts it first).
+SMALLEST = list({vt_backbones.family_of(name): name for name in reversed(MODELS)}.values())[::-1]
+# 64x96 pads every windowed stage (stage 1: 16x24 tokens against 7x7 windows) and gives stage 4 a 2x3 map.
+SIZE = (64, 96)
+# Relative L2 error of every output map under autocast, against fp32 (measured on all 29 variants: at most 0.024
+# for bf16 and 0.003 for fp16; bf16 keeps 8 mantissa bits, fp16 11).
+OUTPUT_BOUND = {torch.bfloat16: 0.04, torch.float16: 0.01}
+# The same for the gradient of all parameters, concatenated (measured: at most 0.018 for bf16 and 0.0025 for fp16,
+# except Shuffle, whose BatchNorm-normalised blocks reach 0.145 and 0.049 for shuffle_b).
+GRADIENT_BOUND = {torch.bfloat16: 0.2, torch.float16: 0.07}
+
+
+def build(name: str, **kw) -> torch.nn.Module:
+    kw.setdefault('drop_path_rate', 0.0)
+    return vt_backbones.create_backbone(name, **kw)
+
+
+def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    return ((out.float() - ref).norm() / ref.norm()).item()
+
+
+def forward_backward(model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype | None,
+                     weights: list[torch.Tensor] | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Outputs (fp32 copies) and the flat gradient of a fixed random projection of all outputs."""
+    model.zero_grad(set_to_none=True)
+    with torch.autocast('cpu', dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        outs = model(x)
+    weights = weights or [torch.randn(o.shape, generator=torch.Generator().manual_seed(i)) for i, o in enumerate(outs)]
+    sum((o.float() * w).sum() for o, w in zip(outs, weights)).backward()
+    grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    return [o.detach().float() for o in outs], grads
+
+
+def check_autocast(name: str, dtype: torch.dtype) -> None:
+    model = build(name).train()
+    x = torch.randn(1, 3, *SIZE)
+    ref_outs, ref_grads = forward_backward(model, x, None)
+    outs, grads = forward_backward(model, x, dtype)
+    for i, (out, ref) in enumerate(zip(outs, ref_outs)):
+        assert torch.isfinite(out).all(), f'{name} {dtype}: output {i} not finite'
+        error = relative_error(out, ref)
+        assert error < OUTPUT_BOUND[dtype], f'{name} {dtype}: output {i} relative error {error:.4f}'
+    assert torch.isfinite(grads).all(), f'{name} {dtype}: gradients not finite'
+    assert grads.numel() == ref_grads.numel()  # every parameter that gets a gradient in fp32 gets one here
+    error = relative_error(grads, ref_grads)
+    assert error < GRADIENT_BOUND[dtype], f'{name} {dtype}: gradient relative error {error:.4f}'
+
+
+@pytest.mark.parametrize('name', MODELS)
+def test_bf16_autocast_forward_backward_close_to_fp32(name):
+    check_autocast(name, torch.bfloat16)
+
+
+@pytest.mark.parametrize('name', SMALLEST)
+def test_fp16_autocast_forward_backward_close_to_fp32(name):
+    """fp16 is what the official recipes trained with on GPUs; CPU autocast runs the same casts."""
+    check_autocast(name, torch.float16)
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+def test_masked_attention_rows_stay_finite_in_half_precision(dtype):
+    """A query whose keys are all masked but itself (a padded token's row, a shifted region of one token) and a
+    large bias: the -inf additive mask must give exactly the self value, never NaN, in half precision."""
+    q, k, v = (torch.randn(2, 3, 5, 8).to(dtype) for _ in range(3))
+    mask = torch.full((5, 5), layers.MASKED).fill_diagonal_(0.0)
+    bias = 1e4 * torch.randn(3, 5, 5)  # beyond what a half-precision logit can hold next to -inf
+    out = layers.attention(q, k, v, (bias + mask).to(dtype)[None])
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, v)
+
+
+# ---- compiled blocks --------------------------------------------------------------------------------
+# Explaining costs ~10 s per variant and size: the smallest variant of every family, and CoaT's parallel blocks
+# (the other variants run the same code with other widths and depths).
+EXPLAINED = SMALLEST + ['coat_tiny']
+EXPLAIN_SIZES = [(64, 96), (97, 131)]
+# Three sizes for the recompilation check: the first compile may specialise a stage with a single window (dynamo
+# specialises sizes 0 and 1), the second generalises it; from then on, no new size may compile anything.
+COMPILE_SIZES = [(64, 96), (97, 131), (80, 112)]
+
+
+@pytest.mark.parametrize('name', EXPLAINED)
+def test_whole_model_traces_into_one_graph_at_two_sizes(name):
+    """torch._dynamo.explain (tracing only, no compiler): no graph break at two sizes that pad differently."""
+    model = build(name).eval()
+    for H, W in EXPLAIN_SIZES:
+        torch._dynamo.reset()
+        explanation = torch._dynamo.explain(model)(torch.randn(1, 3, H, W))
+        reasons = [str(r.reason) for r in explanation.break_reasons]
+        assert explanation.graph_break_count == 0, f'{name} at {H}x{W}: {reasons}'
+        assert explanation.graph_count == 1, f'{name} at {H}x{W}: {explanation.graph_count} graphs'
+
+
+def unique_graphs() -> int:
+    return counters['stats']['unique_graphs']
+
+
+def check_compiled_blocks(name: str, options: dict, train: bool, **kw) -> None:
+    """``compile_blocks=options`` against eager at `COMPILE_SIZES`: equal outputs (and gradients when ``train``),
+    the same state_dict keys and trainable parameters, and nothing compiled at the third size."""
+    torch._dynamo.reset()
+    eager = build(name, **kw).train(train)
+    compiled = build(name, compile_blocks=options, **kw).train(train)
+    compiled.load_state_dict(eager.state_dict())
+    assert list(compiled.state_dict()) == list(eager.state_dict())  # no '_orig_mod.' anywhere
+    assert [n for n, p in compiled.named_parameters() if p.requires_grad] == \
+        [n for n, p in eager.named_parameters() if p.requires_grad]
+    for i, (H, W) in enumerate(COMPILE_SIZES):
+        x = torch.randn(2, 3, H, W)
+        graphs = unique_graphs()
+        if train:
+            (ref_outs, ref_grads), (outs, grads) = (forward_backward(m, x, None) for m in (eager, compiled))
+            torch.testing.assert_close(grads, ref_grads, rtol=1e-3, atol=1e-4)
+        else:
+            with torch.no_grad():
+                ref_outs, outs = eager(x), compiled(x)
+        new = unique_graphs() - graphs
+        if i == 0:
+            assert new > 0, f'{name}: the blocks did not go through dynamo'
+        elif i == 2:
+            assert new == 0, f'{name}: {H}x{W} compiled {new} new graphs'
+        for out, ref in zip(outs, ref_outs):
+            torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_compiled_blocks_equal_eager_with_checkpointing_and_freezing():
+    """Through AOTAutograd (forward and backward graphs, no inductor: fast), with ``with_cp`` and frozen stages;
+    two stages only (each stage width is a graph of its own, and tracing them is what takes time)."""
+    check_compiled_blocks(SMALLEST[0], dict(backend='aot_eager'), train=True, frozen_stages=1, with_cp=True,
+                          out_indices=(0, 1))
+
+
+def test_compiled_blocks_under_autocast():
+    torch._dynamo.reset()
+    eager = build(SMALLEST[0], out_indices=(0, 1)).train()
+    compiled = build(SMALLEST[0], out_indices=(0, 1), compile_blocks=dict(backend='aot_eager')).train()
+    compiled.load_state_dict(eager.state_dict())
+    x = torch.randn(2, 3, *SIZE)
+    (ref_outs, ref_grads), (outs, grads) = (forward_backward(m, x, torch.bfloat16) for m in (eager, compiled))
+    for out, ref in zip(outs, ref_outs):
+        assert relative_error(out, ref) < 1e-2
+    assert relative_error(grads, ref_grads) < 2e-2
+
+
+def test_compile_blocks_argument_is_checked():
+    with pytest.raises(ValueError, match='compile_blocks'):
+        build(SMALLEST[0], compile_blocks='yes')
+
+
+@pytest.mark.slow
+def test_inductor_compiled_blocks_equal_eager_and_do_not_recompile_per_size():
+    """The real thing, inductor: CoaT-Lite Tiny's blocks (four graphs, one per stage width) in inference."""
+    check_compiled_blocks('coat_lite_tiny', {}, train=False)
