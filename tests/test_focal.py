@@ -165,11 +165,3 @@ def test_every_parameter_gets_a_gradient_where_stage4_side_is_the_window():
     table = model.layers[3].blocks[0].attn.relative_position_bias_table_to_neighbors
     assert torch.count_nonzero(table.grad) == 0  # masked: the outputs do not depend on it at this size
 
-
-def test_one_graph_for_two_sizes():
-    """No data-dependent branch or ``nonzero`` left: torch.compile traces Focal in one graph at any size."""
-    model = small()
-    torch._dynamo.reset()
-    for size in [(224, 224), (97, 131)]:
-        explained = torch._dynamo.explain(model)(torch.randn(1, 3, *size))
-        assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
