@@ -47,7 +47,9 @@
      ``last_checkpoint`` only after the checkpoint is complete).
    - ``find_latest_checkpoint`` (what ``resume=True`` without a file uses) checks the file that
      ``last_checkpoint`` names (a torch zip archive whose members pass their CRC check) and, when it is
-     missing or damaged, says so and falls back to the newest intact ``*_<step>.pth`` beside it.
+     missing or damaged, says so and falls back to the newest intact ``*_<step>.pth`` beside it. (With
+     ``max_keep_ckpts=1`` there is none to fall back to: CheckpointHook deletes the old file before it
+     writes the new one.)
    - ``IterationSeedHook`` (added by ``tools/train.py``) reseeds python, numpy and torch before each
      training batch is fetched, from the run's seed and the iteration, so an iteration-based run
      resumed from iteration N draws exactly the random numbers (augmentation, samplers, drop path) the
@@ -62,6 +64,8 @@
      (AVX512-BF16 / AMX, as oneDNN reports), else fp32, because emulated bf16 is many times slower than
      fp32 (25-55x for linear and conv layers on an AVX2-only CPU).
 
+   mmcv's CPU kernels of ``roi_align`` and ``nms`` take no bf16 (float/double/half only), so under CPU
+   autocast they run outside it on fp32 inputs (their gradients flow back to the bf16 features).
    The precision used is logged. The loss scaler is disabled, and its (empty) state is not written
    into checkpoints, so a CUDA run resuming a CPU checkpoint starts a fresh scaler; a CPU run resuming
    a CUDA checkpoint ignores the saved scale. With CUDA, mmengine's class is untouched: fp16 autocast
@@ -70,6 +74,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import os
 import os.path as osp
@@ -310,6 +315,38 @@ class CpuAmpOptimWrapper(AmpOptimWrapper):
                 yield
 
 
+def _fp32_under_cpu_autocast(original: Callable) -> Callable:
+    """An mmcv op ``op(tensor, tensor, ...)`` whose CPU kernel takes no bf16, run in fp32 under CPU autocast."""
+    def op(first: Any, second: Any, *args: Any, **kwargs: Any) -> Any:
+        on_cpu = isinstance(first, torch.Tensor) and first.device.type == 'cpu'  # nms also takes numpy arrays
+        if not on_cpu or not torch.is_autocast_enabled('cpu'):
+            return original(first, second, *args, **kwargs)
+        with torch.autocast('cpu', enabled=False):
+            return original(first.float(), second.float(), *args, **kwargs)
+    return op
+
+
+def _roi_align_under_cpu_autocast(original: Callable) -> Callable:
+    """``roi_align`` in fp32 under CPU autocast, its output in the features' dtype (mmdet's RoI extractor
+    writes it into a tensor made like the features)."""
+    fp32 = _fp32_under_cpu_autocast(original)
+
+    def roi_align(features: torch.Tensor, rois: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return fp32(features, rois, *args, **kwargs).to(features.dtype)
+    return roi_align
+
+
+def _mmcv_ops_in_fp32_under_cpu_autocast() -> None:
+    try:  # the modules (mmcv.ops re-exports functions of the same names)
+        nms_module = importlib.import_module('mmcv.ops.nms')
+        roi_align_module = importlib.import_module('mmcv.ops.roi_align')
+    except ImportError:  # mmcv without its compiled ops (mmcv-lite)
+        return
+    # RoIAlign.forward and batched_nms look these names up in their modules at call time.
+    _patch_once(roi_align_module, 'roi_align', _roi_align_under_cpu_autocast)
+    _patch_once(nms_module, 'nms', _fp32_under_cpu_autocast)
+
+
 _allow_mmengine_checkpoints()
 _patch_once(LocalBackend, 'put', _atomic_put)
 _patch_once(runner_module, 'find_latest_checkpoint', _resume_from_intact)
@@ -318,3 +355,4 @@ if get_device() == 'cpu':
     _patch_once(MMDistributedDataParallel, '__init__', _ddp_without_cuda)
     _build_syncbn_as_bn()
     OPTIM_WRAPPERS.register_module('AmpOptimWrapper', module=CpuAmpOptimWrapper, force=True)
+    _mmcv_ops_in_fp32_under_cpu_autocast()
