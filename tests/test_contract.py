@@ -110,6 +110,37 @@ def test_frozen_stages_freeze_exactly_the_stages(name):
     assert previous == all_params
 
 
+# (batch, H, W): 197x261 and 97x131 pad every stage (stage 4: 7x9, 4x5), 224 pads none (stage 4: 7x7), 32x32 is
+# the smallest input (stage 4: 1x1, smaller than every window; two images, as BatchNorm in training needs more than
+# one value per channel). At 64x96 (16x24 ... 2x3) no stage side is 7 and every window holds several real tokens.
+GRADIENT_INPUTS = [(1, 224, 224), (1, 197, 261), (1, 97, 131), (2, 32, 32), (1, 64, 96)]
+EVERY_PARAMETER_MATTERS = (1, 64, 96)
+
+
+@pytest.mark.parametrize('name', MODELS)
+def test_every_trainable_parameter_gets_a_gradient(name):
+    """DDP with ``find_unused_parameters=False`` (mmdet's and mmseg's default) fails on the next iteration when
+    a trainable parameter got no gradient, so each one must be in the graph of the four outputs at every size.
+
+    An exactly-zero gradient is fine for DDP (reduced like any other) and is right where a parameter cannot
+    change the outputs at that size: a position bias in a window holding one real token (softmax over one key:
+    Swin, Shuffle, CrossFormer at 32x32), Focal's window-to-neighbour tables where a stage side is exactly 7 (the
+    official rule attends to no neighbours there). At a size where nothing of the kind happens every gradient
+    must be non-zero: a parameter that never changes the outputs would be a silent bug.
+    """
+    model = build(name).train()
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    for B, H, W in GRADIENT_INPUTS:
+        outs = model(torch.randn(B, 3, H, W))
+        grads = torch.autograd.grad(sum(o.float().pow(2).mean() for o in outs), [p for _, p in named],
+                                    allow_unused=True)
+        unused = [n for (n, _), g in zip(named, grads) if g is None]
+        assert not unused, f'{name} at {B}x{H}x{W}: no gradient for {unused}'
+        if (B, H, W) == EVERY_PARAMETER_MATTERS:
+            zero = [n for (n, _), g in zip(named, grads) if not g.any()]
+            assert not zero, f'{name} at {B}x{H}x{W}: zero gradient for {zero}'
+
+
 @pytest.mark.parametrize('name', MODELS)
 def test_norm_eval_keeps_batchnorm_in_eval(name):
     model = build(name, norm_eval=True).train()
