@@ -1,20 +1,45 @@
 #!/usr/bin/env bash
 # `make demo`: Mask R-CNN with a vt_backbones backbone, trained with 2 processes (DDP over gloo on CPU,
-# the same script as on 8 GPUs) on the synthetic mini COCO, then evaluated with COCO bbox/segm metrics.
+# the same script as on 8 GPUs) on the synthetic mini COCO, evaluated with COCO bbox/segm metrics, and two
+# pictures: the loss curves and the predictions on two validation images.
+# Env: PYTHON (see select_python.sh), CONFIG, WORK_DIR (work_dirs/demo), PROCS (2), PORT (29500),
+#      PRECISION: fp32 (default), bf16 (bf16 autocast, tools/train.py --amp) or auto (bf16 where the CPU computes
+#      bf16 natively, else fp32). fp32 is the default: that the demo learns as well in bf16 is not verified yet
+#      (the CPU it was tuned on has no AVX512-BF16/AMX, where emulated bf16 is many times slower than fp32).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python}
+source tools/select_python.sh
 CONFIG=${CONFIG:-configs/demo/maskrcnn_shuffle_t_mini.py}
 WORK_DIR=${WORK_DIR:-work_dirs/demo}
 PROCS=${PROCS:-2}
+PRECISION=${PRECISION:-fp32}
+
+native_bf16=$($PYTHON -c 'import vt_backbones.compat as c; print("yes" if c.cpu_has_native_bf16() else "no")')
+if [ "$PRECISION" = auto ]; then
+  PRECISION=$([ "$native_bf16" = yes ] && echo bf16 || echo fp32)
+fi
+case $PRECISION in
+  bf16) amp=(--amp) ;;
+  fp32) amp=() ;;
+  *) echo "error: PRECISION must be fp32, bf16 or auto, got '$PRECISION'" >&2; exit 2 ;;
+esac
 
 [ -f data/mini/coco/annotations/instances_train2017.json ] || $PYTHON tools/make_mini_data.py --out data/mini
 rm -rf "$WORK_DIR"
+mkdir -p "$WORK_DIR"
 start=$(date +%s)
-echo "== training $CONFIG with $PROCS processes"
-PYTHON=$PYTHON bash tools/dist_train.sh "$CONFIG" "$PROCS" --work-dir "$WORK_DIR"
+echo "== training $CONFIG with $PROCS processes, precision: $PRECISION (this CPU computes bf16 natively: $native_bf16)"
+bash tools/dist_train.sh "$CONFIG" "$PROCS" --work-dir "$WORK_DIR" "${amp[@]}"
 ckpt=$(cat "$WORK_DIR/last_checkpoint")
 echo "== testing $ckpt"
-$PYTHON tools/test.py "$CONFIG" "$ckpt" --work-dir "$WORK_DIR/test"
-$PYTHON tools/summarize_log.py "$WORK_DIR"
-echo "== demo took $(( $(date +%s) - start )) s"
+$PYTHON tools/test.py "$CONFIG" "$ckpt" --work-dir "$WORK_DIR/test" 2>&1 | tee "$WORK_DIR/test.log"
+if ! grep -q 'coco/segm_mAP:' "$WORK_DIR/test.log"; then
+  echo "error: the evaluation printed no COCO metrics (no detections?); see $WORK_DIR/test.log" >&2
+  exit 1
+fi
+echo "== summary"
+$PYTHON tools/summarize_log.py "$WORK_DIR" --plot "$WORK_DIR/loss_curves.png"
+$PYTHON tools/visualize.py "$CONFIG" "$ckpt" --out "$WORK_DIR/predictions.png" --num-images 2
+times > "$WORK_DIR/cpu_times"  # second line: user and system CPU time of everything the demo ran
+echo "== demo took $(( $(date +%s) - start )) s wall, CPU time $(tail -1 "$WORK_DIR/cpu_times" | sed 's/ / user, /') system; precision: $PRECISION"
+echo "== pictures: $WORK_DIR/loss_curves.png $WORK_DIR/predictions.png"

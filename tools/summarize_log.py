@@ -1,13 +1,15 @@
 #!/usr/bin/env python
-"""Prints how the losses moved during a run and its final metrics, from mmengine's scalars.json.
+"""Prints how the losses moved during a run and its final metrics, from mmengine's scalars.json;
+optionally draws the loss curves.
 
-    python tools/summarize_log.py WORK_DIR
+    python tools/summarize_log.py WORK_DIR [--plot losses.png]
 """
 import argparse
 import glob
 import json
 import os
 import sys
+import tempfile
 
 
 def read_scalars(work_dir: str) -> list[dict]:
@@ -18,9 +20,41 @@ def read_scalars(work_dir: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def plot_losses(train: list[dict], keys: list[str], out_file: str, title: str) -> None:
+    """One log-scale axis with every logged loss against the iteration, written atomically to ``out_file``."""
+    import matplotlib
+    matplotlib.use('Agg')  # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
+    iters = [r['iter'] for r in train]
+    for key in keys:
+        ax.plot(iters, [r[key] for r in train], marker='.', linewidth=2.5 if key == 'loss' else 1.2, label=key)
+    ax.set_yscale('log')
+    ax.set_xlabel('iteration')
+    ax.set_ylabel('loss (log scale)')
+    ax.set_title(title)
+    ax.grid(True, which='both', alpha=0.3)
+    ax.legend(loc='upper right', fontsize='small')
+    fig.tight_layout()
+    directory = os.path.dirname(os.path.abspath(out_file))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.tmp_', suffix=os.path.splitext(out_file)[1] or '.png', dir=directory)
+    os.close(fd)
+    try:
+        fig.savefig(tmp)
+        os.replace(tmp, out_file)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    finally:
+        plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('work_dir')
+    parser.add_argument('--plot', metavar='FILE', help='also draw the loss curves into this image (e.g. a .png)')
     args = parser.parse_args()
     records = read_scalars(args.work_dir)
     train = [r for r in records if 'loss' in r]
@@ -36,6 +70,9 @@ def main() -> None:
     metrics = [r for r in records if any('mAP' in k or 'mIoU' in k for k in r)]
     if metrics:
         print('final metrics:', {k: v for k, v in metrics[-1].items() if 'mAP' in k or 'mIoU' in k or 'aAcc' in k})
+    if args.plot:
+        plot_losses(train, keys, args.plot, f'training losses: {os.path.basename(os.path.normpath(args.work_dir))}')
+        print(f'loss curves: {args.plot}')
 
 
 if __name__ == '__main__':

@@ -1,7 +1,13 @@
 # Demo (`make demo`): the Mask R-CNN Shuffle-T recipe (../maskrcnn_shuffle_t.py) shrunk to a few CPU minutes on the synthetic mini COCO of tools/make_mini_data.py
 # Swapped: data_root (data/mini/coco/, images ~320x256), single-scale 320x256 pipelines, 2 images per process,
 # 40 iterations with a short warm-up, lr for a tiny batch from scratch (init_cfg=None: no pretrained file
-# offline), frequent logs, one COCO bbox+segm evaluation at the end, data loading in the main process.
+# offline), at most 3 sampled background RoIs per foreground RoI, a fixed seed, logs every 2 iterations, one COCO
+# bbox+segm evaluation at the end, data loading in the main process.
+# Why the RoI sampler bound: with 128 RoIs per image and 1-5 objects, nearly all of the box head's samples are background,
+# so after 40 iterations from scratch its softmax gave every box a foreground score below the 0.05 test threshold
+# and COCO evaluation found no detection at all. With the bound the same 40 iterations give boxes scoring 0.1-0.3
+# on the right objects (tools/test.py: bbox mAP 0.156, segm mAP 0.014 here; weak masks after 40 iterations from scratch). The seed
+# makes every run the same on a given machine (the unseeded runs ranged from no detections to bbox mAP 0.047).
 # The backbone's SyncBN runs as plain BN on a machine without CUDA (vt_backbones.compat).
 # Run: python tools/make_mini_data.py --out data/mini && bash tools/dist_train.sh configs/demo/maskrcnn_shuffle_t_mini.py 2
 _base_ = '../maskrcnn_shuffle_t.py'
@@ -13,8 +19,8 @@ max_iters = 40
 model = dict(
     backbone=dict(init_cfg=None),
     # 128 sampled RoIs per image instead of 512 (the mini images hold 1-5 objects): the RoI heads dominate the CPU
-    # time of an iteration, and this takes it from ~7.5 to ~5 CPU-seconds.
-    train_cfg=dict(rcnn=dict(sampler=dict(num=128))))
+    # time of an iteration, and this takes it from ~7.5 to ~5 CPU-seconds. neg_pos_ub=3: see the header.
+    train_cfg=dict(rcnn=dict(sampler=dict(num=128, neg_pos_ub=3))))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -50,6 +56,7 @@ param_scheduler = [
 optim_wrapper = dict(optimizer=dict(lr=2e-4))
 
 default_hooks = dict(
-    logger=dict(interval=5),
+    logger=dict(interval=2),
     checkpoint=dict(by_epoch=False, interval=max_iters, max_keep_ckpts=1))
-log_processor = dict(by_epoch=False, window_size=5)
+log_processor = dict(by_epoch=False, window_size=2)
+randomness = dict(seed=0)
