@@ -1013,28 +1013,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         if bar.disable:
             print(message, file=sys.stderr, flush=True)
 
+    modes = MODES if args.mode == 'both' else (args.mode,)
+    command = 'python tools/benchmark.py ' + ' '.join(sys.argv[1:] if argv is None else argv)
+
+    def write_files(results: list[dict]) -> None:
+        if args.json:
+            write_json_atomic(args.json, {'env': env, 'config': config, 'results': results})
+        if args.markdown and args.markdown != '-':
+            write_text_atomic(args.markdown, format_markdown(results, modes, config, command))
+
     results = []
     try:
         for name, size in jobs:
             results += benchmark_one(name, size, args, device, log, lambda: bar.update(1))
+            write_files(results)  # after every model and size: a long run that is stopped keeps what it measured
             gc.collect()
     finally:
         bar.close()
-    modes = MODES if args.mode == 'both' else (args.mode,)
     print(format_header(env, config))
     print(format_table(results, modes))
     for notes in (format_notes(results), format_compile_times(results)):
         if notes:
             print(notes)
-    if args.json:
-        write_json_atomic(args.json, {'env': env, 'config': config, 'results': results})
-    if args.markdown:
-        command = 'python tools/benchmark.py ' + ' '.join(sys.argv[1:] if argv is None else argv)
-        table = format_markdown(results, modes, config, command)
-        if args.markdown == '-':
-            print(table, end='')
-        else:
-            write_text_atomic(args.markdown, table)
+    if args.markdown == '-':
+        print(format_markdown(results, modes, config, command), end='')
     if args.plot:
         plot_scaling(results, modes, args.plot)
         print(f'# plot: {args.plot}')
