@@ -1,4 +1,5 @@
-"""Our backbones inside mmdet's Mask R-CNN and mmseg's UperNet: registry, one training step, inference."""
+"""Our backbones inside mmdet's Mask R-CNN and mmseg's UperNet: registry, one training step, inference; and in
+mmseg's own shipped configs with only the backbone replaced (mmseg passes ``model.pretrained`` to it)."""
 from __future__ import annotations
 
 import os
@@ -11,7 +12,8 @@ from mmengine.registry import init_default_scope
 
 import vt_backbones
 
-from conftest import ROOT
+from conftest import REFERENCE, ROOT
+from test_convert import fake_official
 
 # The smallest variant of each family goes through a real detector and segmentor.
 SMALLEST = ['swin_t', 'twins_svt_s', 'gg_t', 'crossformer_t', 'focal_t', 'coat_lite_tiny', 'shuffle_t']
@@ -84,3 +86,77 @@ def test_upernet_train_step_and_inference(name):
     data = dict(inputs=[torch.randint(0, 256, (3, H, W), dtype=torch.uint8) for _ in range(2)], data_samples=samples)
     results = train_step_and_predict(model, cfg, data)
     assert results[0].pred_sem_seg.data.shape == (1, H, W)
+
+
+# mmseg's own configs (installed with the package), as a user takes them: only model.backbone is replaced.
+MMSEG_CONFIGS = {'upernet': 'upernet/upernet_r50_4xb2-40k_cityscapes-512x1024.py',
+                 'fpn': 'sem_fpn/fpn_r50_4xb2-80k_cityscapes-512x1024.py'}
+
+
+def pretrained_file(name: str, directory) -> tuple[str, dict[str, torch.Tensor]]:
+    """A checkpoint file of the family for ``pretrained=``, and its weights: the official keys and shapes with
+    random values, or our own layout where no official checkpoint exists (GG)."""
+    if os.path.isfile(os.path.join(REFERENCE, 'ckpt_keys', f'{name}.json')):
+        weights = fake_official(name, seed=5)
+        for key in [k for k in weights if k.endswith('running_var')]:  # BatchNorm (Shuffle): positive
+            weights[key] = weights[key].abs() + 0.5
+    else:
+        weights = {k: torch.randn(v.shape) for k, v in vt_backbones.create_backbone(name).state_dict().items()}
+    path = str(directory / f'{name}.pth')
+    torch.save({'model': weights}, path)
+    return path, weights
+
+
+@pytest.mark.parametrize('head', sorted(MMSEG_CONFIGS))
+@pytest.mark.parametrize('name', SMALLEST)
+def test_mmseg_shipped_cityscapes_config_with_only_the_backbone_replaced(name, head, tmp_path, recwarn):
+    """mmseg's EncoderDecoder hands its ``model.pretrained`` to our backbone. UperNet: a path of the family's
+    checkpoint warns (deprecated) and loads through our converter; FPN: ``None`` (set by hand, as the ResNet file
+    of the config cannot fit) is silent. Then the segmentor trains a step (every backbone parameter updated) and
+    predicts. A tiny crop keeps it cheap."""
+    mmseg = pytest.importorskip('mmseg')
+    from mmengine.structures import PixelData
+    from mmseg.registry import MODELS
+    from mmseg.structures import SegDataSample
+
+    cfg = Config.fromfile(os.path.join(os.path.dirname(mmseg.__file__), '.mim', 'configs', MMSEG_CONFIGS[head]))
+    family = vt_backbones.family_of(name)
+    cfg.model.backbone = dict(type=f'vt_backbones.{family.__name__}', arch=family.variants[name], drop_path_rate=0.0)
+    with torch.device('meta'):
+        channels = list(vt_backbones.create_backbone(name).num_features)
+    if head == 'upernet':
+        cfg.model.decode_head.in_channels = channels
+        cfg.model.auxiliary_head.in_channels = channels[cfg.model.auxiliary_head.in_index]
+    else:
+        cfg.model.neck.in_channels = channels
+    assert cfg.model.pretrained == 'open-mmlab://resnet50_v1c'  # what mmseg's config gives its ResNet
+    H, W = 64, 96
+    cfg.model.data_preprocessor.size = (H, W)
+    init_default_scope('mmseg')
+    if head == 'upernet':
+        path, weights = pretrained_file(name, tmp_path)
+        cfg.model.pretrained = path
+        with pytest.warns(FutureWarning, match='pretrained is deprecated'):
+            model = MODELS.build(cfg.model)
+        assert model.backbone.init_cfg == dict(type='Pretrained', checkpoint=path)
+        model.init_weights()
+        loaded = model.backbone.state_dict()
+        kept = [k for k in weights if k in loaded]  # official names we keep (CoaT renames most of its keys)
+        assert kept and all(torch.equal(loaded[k], weights[k]) for k in kept)
+    else:
+        cfg.model.pretrained = None
+        model = MODELS.build(cfg.model)
+        assert model.backbone.init_cfg is None
+        assert not [w for w in recwarn.list if 'pretrained' in str(w.message)]
+        model.init_weights()
+    assert isinstance(model.backbone, family)
+
+    samples = []
+    for _ in range(2):
+        sample = SegDataSample(metainfo=dict(img_shape=(H, W), ori_shape=(H, W), pad_shape=(H, W)))
+        sample.gt_sem_seg = PixelData(data=torch.randint(0, 19, (1, H, W)))
+        samples.append(sample)
+    data = dict(inputs=[torch.randint(0, 256, (3, H, W), dtype=torch.uint8) for _ in range(2)], data_samples=samples)
+    results = train_step_and_predict(model, cfg, data)
+    assert results[0].pred_sem_seg.data.shape == (1, H, W)
+    assert torch.isfinite(results[0].seg_logits.data).all()
