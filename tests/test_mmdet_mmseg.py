@@ -98,10 +98,13 @@ def pretrained_file(name: str, directory) -> tuple[str, dict[str, torch.Tensor]]
     random values, or our own layout where no official checkpoint exists (GG)."""
     if os.path.isfile(os.path.join(REFERENCE, 'ckpt_keys', f'{name}.json')):
         weights = fake_official(name, seed=5)
-        for key in [k for k in weights if k.endswith('running_var')]:  # BatchNorm (Shuffle): positive
-            weights[key] = weights[key].abs() + 0.5
     else:
         weights = {k: torch.randn(v.shape) for k, v in vt_backbones.create_backbone(name).state_dict().items()}
+    # Small values, as trained weights have: unit-variance weights in every layer overflow to inf/NaN in deep
+    # BatchNorm stacks (Shuffle), which would say nothing about loading.
+    weights = {k: v * 0.05 if v.is_floating_point() else v for k, v in weights.items()}
+    for key in [k for k in weights if k.endswith('running_var')]:  # BatchNorm (Shuffle): positive
+        weights[key] = weights[key].abs() + 0.5
     path = str(directory / f'{name}.pth')
     torch.save({'model': weights}, path)
     return path, weights

@@ -185,7 +185,7 @@ class VisionBackbone(BaseModule):
         """Runs a block: through its class's compiled forward when ``compile_blocks`` (`compiled_forward`), with
         activation checkpointing when ``with_cp`` and gradients are on."""
         call = block
-        if self.compile_blocks:
+        if self.compile_blocks is not False:  # True, or a dict of options (an empty one: the defaults)
             options = self.compile_blocks if isinstance(self.compile_blocks, dict) else {}
             call = functools.partial(run_compiled, compiled_forward(type(block), tuple(sorted(options.items()))),
                                      block)
