@@ -172,7 +172,8 @@ class WindowGrid:
 
 @cached_per_shape(maxsize=64)
 def window_grid(height: int, width: int, window: tuple[int, int], shift: tuple[int, int] = (0, 0),
-                device: torch.device | None = None, dilation: tuple[int, int] = (1, 1)) -> WindowGrid:
+                device: torch.device | None = None, dilation: tuple[int, int] = (1, 1),
+                single_block: bool = False) -> WindowGrid:
     """The `WindowGrid` of an ``H x W`` map (``height``, ``width`` may be symbolic: see `cached_per_shape`).
 
     The map is padded at the bottom/right to multiples of ``window * dilation`` and rolled by
@@ -181,13 +182,23 @@ def window_grid(height: int, width: int, window: tuple[int, int], shift: tuple[i
     columns ``j, j + dw, ...``, in row-major order. Everything is arithmetic and comparisons on
     ``arange``s of the padded sides, so a traced graph recomputes it for any size. The mask is left out
     (``None``) only where it is known to be all zeros: no shift, no padding and concrete sizes.
+
+    ``single_block`` states that ``window * dilation`` covers the map (`spanning_window_grid`,
+    `interleaved_window_grid`): symbolic sizes cannot prove that the block count is 1, and the general block
+    arithmetic on them costs torch.export minutes (and an unfinished CrossFormer export).
     """
     (wh, ww), (sh, sw), (dh, dw) = window, shift, dilation
     if (sh or sw) and (dh, dw) != (1, 1):
         raise ValueError(f'a cyclic shift needs dilation (1, 1), got shift={shift} dilation={dilation}')
     # Built from 1-D aranges by broadcasting, without views of symbolic shapes (each would need a guard).
     block_h, block_w = wh * dh, ww * dw
-    blocks_h, blocks_w = ceil_div(height, block_h), ceil_div(width, block_w)
+    if single_block:
+        if not is_symbolic(height, width, block_h, block_w) and (block_h < height or block_w < width):
+            raise ValueError(f'single_block needs window * dilation >= the map, got window={window} '
+                             f'dilation={dilation} for {height}x{width}')
+        blocks_h, blocks_w = 1, 1
+    else:
+        blocks_h, blocks_w = ceil_div(height, block_h), ceil_div(width, block_w)
     Hp, Wp = blocks_h * block_h, blocks_w * block_w
     # Window w = ((bh * dh + oh) * blocks_w + bw) * dw + ow of block (bh, bw), offset (oh, ow); token t = ih * ww + iw.
     win = torch.arange(blocks_h * dh * blocks_w * dw, device=device)[:, None]
@@ -225,8 +236,17 @@ def spanning_window_grid(height: int, width: int, window: tuple[int, int],
     """``wh x ww`` windows whose tokens are spread over the whole (padded) map: window ``(i, j)`` holds rows
     ``i, i + Hp / wh, ...`` and columns ``j, j + Wp / ww, ...`` (Shuffle's spatial shuffle, GG's Glance)."""
     (wh, ww) = window
-    dilation = (round_up(height, wh) // wh, round_up(width, ww) // ww)
-    return window_grid(height, width, window, (0, 0), device, dilation)
+    return window_grid(height, width, window, (0, 0), device, (ceil_div(height, wh), ceil_div(width, ww)),
+                       single_block=True)
+
+
+def interleaved_window_grid(height: int, width: int, interval: tuple[int, int],
+                            device: torch.device | None = None) -> WindowGrid:
+    """``Ih x Iw`` windows of ``ceil(H / Ih) x ceil(W / Iw)`` tokens: window ``(i, j)`` holds rows ``i, i + Ih, ...``
+    and columns ``j, j + Iw, ...`` of the map padded to multiples of the interval (CrossFormer's long-distance
+    attention)."""
+    return window_grid(height, width, (ceil_div(height, interval[0]), ceil_div(width, interval[1])), (0, 0), device,
+                       interval, single_block=True)
 
 
 @cached_per_shape(maxsize=32)
