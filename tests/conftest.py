@@ -1,10 +1,16 @@
+from __future__ import annotations
+
 import os
+import socket
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TESTS)
 REFERENCE = os.path.join(os.path.dirname(ROOT), 'shared', 'reference')
 sys.path.insert(0, ROOT)
 
@@ -22,3 +28,56 @@ THREADS = 1 if os.environ.get('PYTEST_XDIST_WORKER') else min(2, os.cpu_count() 
 def _deterministic() -> None:
     torch.manual_seed(0)
     torch.set_num_threads(THREADS)
+
+
+class RunsCommand:
+    """What a malicious checkpoint holds: unpickling it would run ``touch <marker>``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return os.system, (f'touch {self.marker}',)
+
+
+# ---- running the project's tools in subprocesses --------------------------------------------------------
+def tool_env(**extra: str) -> dict[str, str]:
+    """The environment a tool runs in: these tests importable (configs name test modules in ``custom_imports``),
+    this interpreter as the launchers' ``PYTHON``, and the launchers' own thread count."""
+    env = {**os.environ, 'PYTHON': sys.executable,
+           'PYTHONPATH': os.pathsep.join(filter(None, [TESTS, os.environ.get('PYTHONPATH')])), **extra}
+    env.pop('OMP_NUM_THREADS', None)
+    return env
+
+
+def run_tool(*args: str, env: dict[str, str] | None = None, timeout: int = 600,
+             check: bool = True) -> subprocess.CompletedProcess:
+    """Runs ``args`` in the repository (``tool_env`` plus ``env``); with ``check``, fails showing the output."""
+    result = subprocess.run(list(args), cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                            env=tool_env(**(env or {})))
+    if check:
+        assert result.returncode == 0, f'{args} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}'
+    return result
+
+
+def free_port() -> str:
+    """A TCP port free now, for a launcher's rendezvous (``PORT``)."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return str(s.getsockname()[1])
+
+
+def train_command(config: str, work: Path, *args: str, gpus: int = 1) -> list[str]:
+    """``tools/train.py`` (one process) or ``tools/dist_train.sh`` (``gpus`` processes) on ``config``;
+    a distributed run needs ``PORT`` in its environment."""
+    if gpus == 1:
+        return [sys.executable, 'tools/train.py', config, '--work-dir', str(work), *args]
+    return ['bash', 'tools/dist_train.sh', config, str(gpus), '--work-dir', str(work), *args]
+
+
+def train(config: str, work: Path, *args: str, gpus: int = 1, env: dict[str, str] | None = None,
+          check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Trains ``config`` into ``work`` with the project's launcher (see ``train_command``)."""
+    return run_tool(*train_command(config, work, *args, gpus=gpus), env={'PORT': free_port(), **(env or {})},
+                    check=check, timeout=timeout)
+

@@ -11,9 +11,6 @@ import io
 import json
 import os
 import pickle
-import socket
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 from typing import Any, Sequence
@@ -38,7 +35,8 @@ from torch.utils.data import Dataset
 import vt_backbones.compat  # noqa: F401  the module under test
 from vt_backbones.compat import checkpoint_problem
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import RunsCommand, free_port, run_tool
+
 cpu_only = pytest.mark.skipif(get_device() != 'cpu', reason='the distributed fallbacks apply only without CUDA')
 
 
@@ -169,14 +167,6 @@ def test_load_checkpoint_and_pretrained_init(checkpoint: Path) -> None:
             assert torch.equal(value, saved[key]), key
 
 
-class _RunsShell:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple:
-        return os.system, (f'touch {self.marker}',)
-
-
 class _ReachesAttribute:
     def __reduce__(self) -> tuple:
         return getattr, (HistoryBuffer, 'register_statistics')
@@ -185,7 +175,7 @@ class _ReachesAttribute:
 @pytest.mark.parametrize('payload', ['os.system', 'getattr', 'object array'])
 def test_unsafe_checkpoints_are_still_rejected(payload: str, tmp_path: Path) -> None:
     marker = tmp_path / 'pwned'
-    obj = {'os.system': _RunsShell(marker), 'getattr': _ReachesAttribute(),
+    obj = {'os.system': RunsCommand(marker), 'getattr': _ReachesAttribute(),
            'object array': np.array([1, 'a'], dtype=object)}[payload]
     path = tmp_path / 'evil.pth'
     torch.save({'state_dict': {}, 'meta': obj}, path)
@@ -272,12 +262,6 @@ def test_resume_skips_a_damaged_latest_checkpoint(tmp_path: Path, caplog: pytest
         runner_module.find_latest_checkpoint(str(tmp_path))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 DIST_CONFIG = """
 custom_imports = dict(imports=['test_compat'], allow_failed_imports=False)
 model = dict(type='CompatToyModel', norm_cfg=dict(type='SyncBN'))
@@ -304,12 +288,7 @@ def run_dist_tool(tmp_path: Path, script: str, *args: str) -> None:
     """Runs ``tools/<script>`` with 2 CPU processes on :data:`DIST_CONFIG`, which imports this module."""
     config = tmp_path / 'toy_dist.py'
     config.write_text(DIST_CONFIG)
-    env = dict(os.environ, PYTHON=sys.executable, PORT=str(_free_port()),
-               PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get('PYTHONPATH')])))
-    env.pop('OMP_NUM_THREADS', None)
-    cmd = ['bash', str(REPO / 'tools' / script), str(config), *args]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_tool('bash', f'tools/{script}', str(config), *args, env={'PORT': free_port()}, timeout=120)
 
 
 @pytest.mark.slow
