@@ -31,11 +31,12 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.fx.experimental.symbolic_shapes import statically_known_false, statically_known_true
 
 from ..base import StagedBackbone
 from ..convert import FamilyConverter, SourceFormat, StateDict, drop, register_converter
-from ..layers import (DropPath, Mlp, WindowGrid, cached_per_shape, ceil_div, drop_path_rates, pad_to_multiple,
-                      relative_position_bias, window_attention, window_grid)
+from ..layers import (DropPath, Mlp, WindowGrid, cached_per_shape, drop_path_rates, interleaved_window_grid,
+                      pad_to_multiple, relative_position_bias, window_attention, window_grid)
 from ..registry import MODELS
 
 LDA_MODES = ('fixed_interval', 'fixed_group')
@@ -172,23 +173,41 @@ class CrossFormerStage(nn.Module):
             for i in range(depth)])
         self.downsample = CrossScaleMerging(dim) if downsample else None
 
-    def grid(self, H: int, W: int, long_distance: bool, device: torch.device) -> WindowGrid:
-        """The grouping of an ``H x W`` map for an SDA or LDA block (cached per shape by `window_grid`)."""
+    def grid(self, H: int, W: int, long_distance: bool, device: torch.device, small: bool | None = None) -> WindowGrid:
+        """The grouping of an ``H x W`` map for an SDA or LDA block (cached per shape by `window_grid`). ``small``:
+        whether the official rule for small maps applies (``min(H, W) <= G``: SDA over groups of the shorter side);
+        decided here from concrete sizes, by the caller for symbolic ones."""
         G, I = self.group_size, self.interval
-        if min(H, W) <= G:  # the official rule for small maps: SDA over groups of the shorter side
-            return window_grid(H, W, (min(H, W),) * 2, device=device)
+        if small is None:
+            small = min(H, W) <= G
+        if small:
+            short = torch.sym_min(H, W)
+            return window_grid(H, W, (short, short), device=device)
         if not long_distance:
             return window_grid(H, W, (G, G), device=device)
         if self.lda_mode == 'fixed_interval':
-            return window_grid(H, W, (ceil_div(H, I), ceil_div(W, I)), device=device, dilation=(I, I))
+            return interleaved_window_grid(H, W, (I, I), device)
         return window_grid(H, W, (G, G), device=device, dilation=(I, I))
 
-    def forward(self, x: Tensor, run_block: Callable[..., Tensor]) -> Tensor:
-        _, H, W, _ = x.shape
-        grids = [self.grid(H, W, long_distance, x.device) for long_distance in (False, True)]
+    def run_blocks(self, x: Tensor, run_block: Callable[..., Tensor], small: bool | None = None) -> Tensor:
+        grids = [self.grid(x.shape[1], x.shape[2], long_distance, x.device, small) for long_distance in (False, True)]
         for block in self.blocks:
             x = run_block(block, x, grids[block.long_distance])
         return x
+
+    def forward(self, x: Tensor, run_block: Callable[..., Tensor]) -> Tensor:
+        small = torch.sym_min(x.shape[1], x.shape[2]) <= self.group_size
+        if isinstance(small, torch.SymBool):
+            if statically_known_true(small) or statically_known_false(small):  # e.g. stage 1 of an input >= 32
+                return self.run_blocks(x, run_block, statically_known_true(small))
+            # Traced with symbolic sizes (ONNX export): the graph holds both groupings and picks one by the size.
+            # A Python branch would fix the traced size's choice; arithmetic on the group sizes instead of a
+            # branch makes torch.export's symbolic reasoning explode. The branches return the map flattened:
+            # torch.cond cannot match the symbolic strides of a 4-D one.
+            def branch(small: bool) -> Callable[[Tensor], Tensor]:
+                return lambda x: self.run_blocks(x, run_block, small).flatten()
+            return torch.cond(small, branch(True), branch(False), (x,)).view(x.shape)
+        return self.run_blocks(x, run_block)
 
 
 @MODELS.register_module()
