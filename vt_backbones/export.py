@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from . import family_of
 from .base import MIN_SIZE
 
 OPSET = 18
@@ -62,6 +63,27 @@ class ExportReport:
                  f'exported in {self.export_seconds:.1f} s; dynamic batch, height, width (>= {MIN_SIZE})']
         lines += [f'  {check}' for check in self.checks]
         return '\n'.join(lines)
+
+
+#: Families whose blocks alternate two kinds (regular and shifted windows, local and global attention, plain and
+#: shuffled windows, SDA and LDA): a reduced model keeps one block of each kind per stage.
+ALTERNATING_FAMILIES = ('SwinTransformer', 'SVT', 'ShuffleTransformer', 'CrossFormer')
+
+
+def reduced_depth(variant: str, **kwargs) -> nn.Module:
+    """``variant`` with its own widths, heads and windows but the fewest blocks per stage that hold every kind of
+    block it has: 1, or 2 where blocks alternate (`ALTERNATING_FAMILIES`; never more than the variant's own); CoaT keeps one serial block per stage
+    and one parallel block if it has any. torch.export traces the blocks of a kind alike, so depth adds export
+    time, not coverage. ``kwargs`` go to the family's constructor (eval mode, no drop path)."""
+    cls = family_of(variant)
+    arch = dict(cls.arch_settings[cls.variants[variant]])
+    blocks = 2 if cls.__name__ in ALTERNATING_FAMILIES else 1
+    for key in ('depths', 'serial_depths'):
+        if key in arch:
+            arch[key] = tuple(min(depth, blocks) for depth in arch[key])
+    if arch.get('parallel_depth'):
+        arch['parallel_depth'] = 1
+    return cls(arch=arch, **{'drop_path_rate': 0.0, **kwargs}).eval()
 
 
 def _require(module: str):
