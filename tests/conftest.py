@@ -43,11 +43,10 @@ class RunsCommand:
 # ---- running the project's tools in subprocesses --------------------------------------------------------
 def tool_env(**extra: str) -> dict[str, str]:
     """The environment a tool runs in: these tests importable (configs name test modules in ``custom_imports``),
-    this interpreter as the launchers' ``PYTHON``, and the launchers' own thread count."""
-    env = {**os.environ, 'PYTHON': sys.executable,
-           'PYTHONPATH': os.pathsep.join(filter(None, [TESTS, os.environ.get('PYTHONPATH')])), **extra}
-    env.pop('OMP_NUM_THREADS', None)
-    return env
+    this interpreter as the launchers' ``PYTHON``, the launchers' own thread count unless ``extra`` sets one."""
+    env = {name: value for name, value in os.environ.items() if name != 'OMP_NUM_THREADS'}
+    return {**env, 'PYTHON': sys.executable,
+            'PYTHONPATH': os.pathsep.join(filter(None, [TESTS, os.environ.get('PYTHONPATH')])), **extra}
 
 
 def run_tool(*args: str, env: dict[str, str] | None = None, timeout: int = 600,
