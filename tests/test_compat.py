@@ -11,6 +11,7 @@ import io
 import json
 import os
 import pickle
+import stat
 import zipfile
 from pathlib import Path
 from typing import Any, Sequence
@@ -225,6 +226,9 @@ def test_reimport_patches_once() -> None:
 def test_failed_checkpoint_write_keeps_the_previous_file(tmp_path: Path) -> None:
     target = tmp_path / 'iter_2.pth'
     LocalBackend().put(b'complete', target)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask  # what a plain open() gives, as mmengine's put
     with pytest.raises(TypeError):
         LocalBackend().put(object(), target)  # the write fails (as a process killed mid-write stops)
     assert target.read_bytes() == b'complete' and os.listdir(tmp_path) == ['iter_2.pth']  # no temp file left

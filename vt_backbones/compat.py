@@ -81,7 +81,7 @@ import os.path as osp
 import pickle
 import random
 import re
-import tempfile
+import secrets
 import zipfile
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
@@ -174,7 +174,10 @@ def _atomic_put(original: Callable) -> Callable:
     def put(self: LocalBackend, obj: bytes, filepath: str | os.PathLike) -> None:
         directory, name = osp.split(osp.abspath(filepath))
         os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f'.{name}.', suffix='.tmp', dir=directory)
+        tmp = osp.join(directory, f'.{name}.{secrets.token_hex(8)}.tmp')
+        # open()'s mode 0o666 less the umask, as mmengine's plain write gives (mkstemp's 0o600 hid checkpoints
+        # from the group).
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_BINARY', 0), 0o666)
         try:
             with os.fdopen(fd, 'wb') as f:
                 f.write(obj)
