@@ -2,7 +2,8 @@
 checkpoint writes and resume.
 
 The toy model, dataset, metric and hook are registered in mmengine's root registries under
-``CompatToy*`` names; the 2-process run imports this module through ``custom_imports``.
+``CompatToy*`` names; the 2-process runs (these and test_reliability's failing-rank job) import this module
+through ``custom_imports``.
 """
 from __future__ import annotations
 
