@@ -204,7 +204,7 @@ def window_grid(height: int, width: int, window: tuple[int, int], shift: tuple[i
     win = torch.arange(blocks_h * dh * blocks_w * dw, device=device)[:, None]
     tok = torch.arange(wh * ww, device=device)[None, :]
     rows = win // (dw * blocks_w * dh) * block_h + tok // ww * dh + remainder(win // (dw * blocks_w), dh)  # [nW, N]
-    cols = remainder(win // dw, blocks_w) * block_w + tok % ww * dw + remainder(win, dw)
+    cols = remainder(win // dw, blocks_w) * block_w + remainder(tok, ww) * dw + remainder(win, dw)
     # After the roll by -shift, position (r, c) holds the token from ((r + sh) % Hp, (c + sw) % Wp).
     source_rows, source_cols = remainder(rows + sh, Hp), remainder(cols + sw, Wp)
     partition_index = (source_rows * Wp + source_cols).reshape(-1)
