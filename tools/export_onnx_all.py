@@ -29,17 +29,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 import vt_backbones  # noqa: E402
+from export_onnx import size  # noqa: E402  (tools/ is on sys.path when a tool runs)
 from vt_backbones.export import OnnxBackbone, export_onnx, reduced_depth  # noqa: E402
 
 SIZES = ((224, 224), (256, 320), (97, 131), (800, 1344))
-
-
-def size(text: str) -> tuple[int, int]:
-    try:
-        height, width = (int(v) for v in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'a size is HEIGHTxWIDTH, e.g. 256x320, got {text!r}') from None
-    return height, width
 
 
 def depth_label(model: torch.nn.Module) -> str:
