@@ -7,7 +7,6 @@ through ``custom_imports``.
 """
 from __future__ import annotations
 
-import importlib
 import io
 import json
 import os
@@ -215,12 +214,56 @@ def test_mmseg_head_with_syncbn_runs_on_cpu() -> None:
     assert head.train()([torch.randn(2, 8, 6, 6)]).shape == (2, 3, 6, 6)
 
 
-def test_reimport_patches_once() -> None:
+PATCH_STATE = """
+import json, sys, torch
+from mmengine.dist import utils as dist_utils
+from mmengine.fileio.backends import LocalBackend
+from mmengine.logging import HistoryBuffer
+from mmengine.model import MMDistributedDataParallel
+from mmengine.registry import MODELS, OPTIM_WRAPPERS
+from mmengine.runner import runner as runner_module
+import mmcv.cnn
+import vt_backbones
+from vt_backbones import compat
+
+def state():
+    functions = (LocalBackend.put, runner_module.find_latest_checkpoint, dist_utils._init_dist_pytorch,
+                 MMDistributedDataParallel.__init__)
+    return dict(wrapped=[getattr(f, '_vt_compat', False) for f in functions],
+                syncbn=MODELS.get('SyncBN').__name__, amp=OPTIM_WRAPPERS.get('AmpOptimWrapper').__name__,
+                allowlisted=HistoryBuffer in torch.serialization.get_safe_globals(),
+                registered=vt_backbones.create_backbone('swin_t').__class__.__name__)
+
+states = [state()]
+compat.apply_patches()
+compat.apply_patches()
+states.append(state())
+compat.remove_patches()
+states.append(state())
+json.dump(states, sys.stdout)
+"""
+
+
+@cpu_only
+def test_patches_opt_out_apply_and_remove() -> None:
+    """VT_BACKBONES_NO_PATCHES=1: the import leaves mmengine as it is; apply_patches (twice: once) then
+    remove_patches patch and restore it."""
+    env = {**os.environ, 'VT_BACKBONES_NO_PATCHES': '1', 'PYTHONPATH': str(REPO)}
+    out = subprocess.run([sys.executable, '-c', PATCH_STATE], env=env, capture_output=True, text=True, check=True)
+    untouched, patched, removed = json.loads(out.stdout)
+    plain = dict(wrapped=[False] * 4, syncbn='SyncBatchNorm', amp='AmpOptimWrapper', allowlisted=False,
+                 registered='SwinTransformer')
+    assert untouched == plain and removed == plain
+    assert patched == dict(wrapped=[True] * 4, syncbn='_BatchNormXd', amp='CpuAmpOptimWrapper', allowlisted=True,
+                           registered='SwinTransformer')
+
+
+def test_reapplying_patches_changes_nothing() -> None:
     def patched() -> tuple:
         return (MMDistributedDataParallel.__init__, dist_utils._init_dist_pytorch, MODELS.get('SyncBN'),
                 LocalBackend.put, runner_module.find_latest_checkpoint)
     before = patched()
-    importlib.reload(vt_backbones.compat)
+    vt_backbones.compat.apply_patches()
     assert patched() == before
 
 

@@ -1,21 +1,26 @@
 """vt_backbones: vision-transformer backbones for mmdet 3.x and mmseg 1.x.
 
-``import vt_backbones`` applies the PyTorch compatibility fixes (`vt_backbones.compat`) and registers
-every backbone in the ``vt_backbones`` registry scope (a child of mmengine's ``MODELS``).
+``import vt_backbones`` registers every backbone in the ``vt_backbones`` registry scope (a child of mmengine's
+``MODELS``) and applies the compatibility fixes for today's PyTorch (`vt_backbones.compat.apply_patches`), unless
+the environment sets ``VT_BACKBONES_NO_PATCHES=1`` (``vt_backbones.compat.remove_patches()`` reverts them later).
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from torch import nn
 
-from . import compat  # noqa: F401  (applies the fixes on import)
+from . import compat
 from .base import VisionBackbone
 from .models import *  # noqa: F401,F403
 from .models import __all__ as _families
 from .registry import MODELS
 
 __version__ = '0.1.0'
+
+if os.environ.get(compat.DISABLE_ENV) != '1':
+    compat.apply_patches()
 
 
 def _variant_table() -> dict[str, tuple[type[VisionBackbone], str]]:

@@ -1,4 +1,5 @@
-"""Fixes that make mmengine 0.10.7 work on today's PyTorch; applied on import, idempotent.
+"""Fixes that make mmengine 0.10.7 work on today's PyTorch, applied by `apply_patches` (which ``import
+vt_backbones`` calls unless ``VT_BACKBONES_NO_PATCHES=1``) and reverted by `remove_patches`.
 
 1. Weights-only checkpoint loading (every machine).
    torch >= 2.6 loads with ``weights_only=True`` by default, and mmengine calls ``torch.load``
@@ -97,7 +98,7 @@ from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.model import MMDistributedDataParallel, revert_sync_batchnorm
 from mmengine.model.utils import _BatchNormXd
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
-from mmengine.registry import HOOKS, MODELS, OPTIM_WRAPPERS
+from mmengine.registry import HOOKS, MODELS, OPTIM_WRAPPERS, Registry
 from mmengine.runner import IterBasedTrainLoop
 from mmengine.runner import runner as runner_module
 from torch import nn
@@ -114,6 +115,12 @@ def _history_buffer_method(owner: type, name: str) -> Callable:
 
 def _allow_mmengine_checkpoints() -> None:
     """Allowlist the non-tensor objects of mmengine checkpoints (adding twice is harmless)."""
+    before = torch.serialization.get_safe_globals()
+
+    def restore() -> None:
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(before)
+    _UNDO.append(restore)
     multiarray = np._core.multiarray
     torch.serialization.add_safe_globals([
         HistoryBuffer,
@@ -131,13 +138,25 @@ def _allow_mmengine_checkpoints() -> None:
 
 
 def _patch_once(owner: Any, name: str, make_wrapper: Callable[[Callable], Callable]) -> None:
-    """Replace ``owner.name`` by ``make_wrapper(original)`` unless that was done already."""
+    """Replace ``owner.name`` by ``make_wrapper(original)`` unless that was done already (`remove_patches`
+    puts the original back)."""
     original = getattr(owner, name)
     if getattr(original, '_vt_compat', False):
         return
     wrapper = functools.wraps(original)(make_wrapper(original))
     wrapper._vt_compat = True
     setattr(owner, name, wrapper)
+    _UNDO.append(lambda: setattr(owner, name, original))
+
+
+def _register_once(registry: Registry, name: str, module: type) -> None:
+    """Register ``module`` as ``name`` in ``registry`` in place of the class there (put back by `remove_patches`)."""
+    original = registry._module_dict.get(name)
+    if original is module:
+        return
+    registry.register_module(name, module=module, force=True)
+    _UNDO.append(lambda: registry._module_dict.pop(name) if original is None
+                 else registry.register_module(name, module=original, force=True))
 
 
 def _init_dist_without_cuda(original: Callable) -> Callable:
@@ -165,7 +184,7 @@ def _build_syncbn_as_bn() -> None:
         import mmcv.cnn  # noqa: F401  registers 'SyncBN' itself, so ours must come after it
     except ImportError:
         return  # without mmcv nothing registers or builds 'SyncBN'
-    MODELS.register_module('SyncBN', module=_BatchNormXd, force=True)
+    _register_once(MODELS, 'SyncBN', _BatchNormXd)
 
 
 # ---- 3. crash-safe checkpoints, reproducible resume ----------------------------------------------
@@ -350,12 +369,37 @@ def _mmcv_ops_in_fp32_under_cpu_autocast() -> None:
     _patch_once(nms_module, 'nms', _fp32_under_cpu_autocast)
 
 
-_allow_mmengine_checkpoints()
-_patch_once(LocalBackend, 'put', _atomic_put)
-_patch_once(runner_module, 'find_latest_checkpoint', _resume_from_intact)
-if get_device() == 'cpu':
-    _patch_once(dist_utils, '_init_dist_pytorch', _init_dist_without_cuda)
-    _patch_once(MMDistributedDataParallel, '__init__', _ddp_without_cuda)
-    _build_syncbn_as_bn()
-    OPTIM_WRAPPERS.register_module('AmpOptimWrapper', module=CpuAmpOptimWrapper, force=True)
-    _mmcv_ops_in_fp32_under_cpu_autocast()
+# ---- applying the fixes -----------------------------------------------------------------------------
+#: ``VT_BACKBONES_NO_PATCHES=1``: ``import vt_backbones`` leaves mmengine, mmcv and torch as they are.
+DISABLE_ENV = 'VT_BACKBONES_NO_PATCHES'
+_UNDO: list[Callable[[], None]] = []  # how to revert each applied fix, in the order applied
+
+
+def patches_applied() -> bool:
+    return bool(_UNDO)
+
+
+def apply_patches() -> None:
+    """Applies the fixes of the module docstring, once (a second call does nothing). ``import vt_backbones``
+    calls it unless the environment sets ``VT_BACKBONES_NO_PATCHES=1``; `remove_patches` reverts it."""
+    if _UNDO:
+        return
+    # 1. mmengine's own checkpoints load under torch's weights-only default.
+    _allow_mmengine_checkpoints()
+    # 3. Checkpoint files are written atomically; resume=True skips a damaged latest checkpoint.
+    _patch_once(LocalBackend, 'put', _atomic_put)
+    _patch_once(runner_module, 'find_latest_checkpoint', _resume_from_intact)
+    if get_device() == 'cpu':  # never on a machine with CUDA: GPU runs keep mmengine's code paths
+        # 2. The pytorch launcher, DDP and SyncBN without CUDA.
+        _patch_once(dist_utils, '_init_dist_pytorch', _init_dist_without_cuda)
+        _patch_once(MMDistributedDataParallel, '__init__', _ddp_without_cuda)
+        _build_syncbn_as_bn()
+        # 4. AMP on the CPU: bf16 autocast (or fp32), mmcv's RoIAlign and NMS in fp32 under it.
+        _register_once(OPTIM_WRAPPERS, 'AmpOptimWrapper', CpuAmpOptimWrapper)
+        _mmcv_ops_in_fp32_under_cpu_autocast()
+
+
+def remove_patches() -> None:
+    """Reverts everything `apply_patches` changed (e.g. to compare with plain mmengine in one process)."""
+    while _UNDO:
+        _UNDO.pop()()
