@@ -80,3 +80,21 @@ def train(config: str, work: Path, *args: str, gpus: int = 1, env: dict[str, str
     return run_tool(*train_command(config, work, *args, gpus=gpus), env={'PORT': free_port(), **(env or {})},
                     check=check, timeout=timeout)
 
+
+def smallest_variants() -> list[str]:
+    """One variant per family module, derived from the registry: the first variant of its class (families list
+    their sizes smallest first) or, where a module registers several classes (Twins: PCPVT, SVT), of the class
+    whose first variant has the fewest parameters (counted on the meta device)."""
+    import vt_backbones
+    by_module: dict[str, list[type]] = {}
+    for cls in vt_backbones.families():
+        by_module.setdefault(cls.__module__, []).append(cls)
+
+    def params(cls: type) -> int:
+        with torch.device('meta'):
+            return sum(p.numel() for p in cls(arch=next(iter(cls.variants.values()))).parameters())
+    return [next(iter((min(classes, key=params) if len(classes) > 1 else classes[0]).variants))
+            for classes in by_module.values()]
+
+
+SMALLEST = smallest_variants()

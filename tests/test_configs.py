@@ -1,7 +1,8 @@
 """Every config under configs/ (except _base_) loads, names a vt_backbones backbone, builds and follows its recipe.
 
-Configs are found on disk, so configs added later for other families are built too. Recipe values (optimizer,
-drop path) are checked for the families listed in ``RECIPES`` / ``DROP_PATH``; the schedule, batch and crop
+Configs are found on disk, so configs added later for other families are built too. Every registered variant must
+have its three recipe configs; their optimizer must be the family's ``recipes`` (registered with the family class,
+a family without one fails) and their drop path the published one where ``DROP_PATH`` lists it; the schedule, batch and crop
 facts hold for every recipe config; demo configs (configs/demo/) are only loaded and built.
 No forward passes; the models are built on the meta device (structure only) except for the optimizer test.
 """
@@ -26,39 +27,6 @@ RECIPE_CONFIGS = [p for p in CONFIGS if p.parent == CONFIG_DIR]  # configs/demo/
 # Task by file-name prefix: (default_scope, number of classes).
 TASKS = {'maskrcnn': ('mmdet', 80), 'upernet': ('mmseg', 150)}
 
-# Per-family optimizer recipes (backbone class, task) -> values of the official configs.
-SWIN_NO_DECAY = ('absolute_pos_embed', 'relative_position_bias_table', 'norm')
-SHUFFLE_NO_DECAY = ('relative_position_bias_table', 'norm', 'to_token.conv1.1', 'to_token.conv2.1')
-RECIPES = {
-    # SwinTransformer/Swin-Transformer-Object-Detection configs/swin/mask_rcnn_swin_*_adamw_*x_coco.py
-    ('SwinTransformer', 'mmdet'): dict(lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05, no_decay=SWIN_NO_DECAY),
-    # SwinTransformer/Swin-Transformer-Semantic-Segmentation configs/swin/upernet_swin_*_512x512_160k_ade20k.py
-    ('SwinTransformer', 'mmseg'): dict(lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01, no_decay=SWIN_NO_DECAY),
-    # Focal Transformer: dense configs never released; Swin's recipes (no absolute_pos_embed in Focal).
-    ('FocalTransformer', 'mmdet'): dict(lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05, no_decay=SWIN_NO_DECAY[1:]),
-    ('FocalTransformer', 'mmseg'): dict(lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01, no_decay=SWIN_NO_DECAY[1:]),
-    # GG-Transformer: no config was ever published; Swin's recipes, as the paper follows Swin's settings.
-    ('GGTransformer', 'mmdet'): dict(lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05, no_decay=SWIN_NO_DECAY[1:]),
-    ('GGTransformer', 'mmseg'): dict(lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01, no_decay=SWIN_NO_DECAY[1:]),
-    # Meituan-AutoML/Twins detection: 1x is the "PVT setting", 3x the "Swin setting"; segmentation configs.
-    **{(family, 'mmdet', '1x'): dict(lr=2e-4, betas=(0.9, 0.999), weight_decay=1e-4, no_decay=())
-       for family in ('PCPVT', 'SVT')},
-    **{(family, 'mmdet', '3x'): dict(lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05, no_decay=('pos_block', 'norm'))
-       for family in ('PCPVT', 'SVT')},
-    **{(family, 'mmseg'): dict(lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01, no_decay=('pos_block', 'norm'))
-       for family in ('PCPVT', 'SVT')},
-    # cheerss/CrossFormer detection/configs/mask_rcnn_crossformer_*_fpn_1x_coco.py (no 3x released: same optimizer)
-    # and segmentation/configs/upernet_crossformer_*_ade20k.py.
-    ('CrossFormer', 'mmdet'): dict(lr=1e-4, betas=(0.9, 0.999), weight_decay=1e-4, no_decay=()),
-    ('CrossFormer', 'mmseg'): dict(lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01, no_decay=('norm',)),
-    # mlpc-ucsd/CoaT tasks/mmdet/configs/coat/mask_rcnn_coat_*_mstrain_480-800_adamw_{1x,3x}_coco.py (paramwise_cfg=None);
-    # no ADE20K configs published: Swin's UperNet recipe, CoaT's position encodings and class tokens excluded from decay.
-    ('CoaT', 'mmdet'): dict(lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05, no_decay=()),
-    ('CoaT', 'mmseg'): dict(lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01, no_decay=('cls_token', 'cpe', 'crpe', 'norm')),
-    # Shuffle Transformer: no official dense configs, Swin's recipes (its stem BatchNorms are to_token.conv{1,2}.1).
-    ('ShuffleTransformer', 'mmdet'): dict(lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05, no_decay=SHUFFLE_NO_DECAY),
-    ('ShuffleTransformer', 'mmseg'): dict(lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01, no_decay=SHUFFLE_NO_DECAY),
-}
 # Drop path of the configs that reproduce a published official config exactly.
 DROP_PATH = {
     'maskrcnn_swin_t': 0.1,  # mask_rcnn_swin_tiny_patch4_window7_mstrain_480-800_adamw_1x_coco.py
@@ -140,13 +108,22 @@ def _scheduler(cfg: Config, type_: str) -> dict:
     return found[0]
 
 
+@pytest.mark.parametrize('variant', vt_backbones.list_models())
+def test_every_variant_has_its_configs(variant):
+    names = {p.stem for p in RECIPE_CONFIGS}
+    missing = {f'maskrcnn_{variant}', f'maskrcnn_{variant}_3x', f'upernet_{variant}'} - names
+    assert not missing, f'configs/ lacks {sorted(missing)}'
+
+
 def test_every_swin_variant_has_its_configs():
     swin = [v for v in vt_backbones.list_models() if v.startswith('swin_')]
     assert swin == ['swin_t', 'swin_s', 'swin_b', 'swin_l']
-    names = {p.stem for p in RECIPE_CONFIGS}
-    for v in swin:
-        assert {f'maskrcnn_{v}', f'maskrcnn_{v}_3x', f'upernet_{v}'} <= names
     assert {'maskrcnn_shuffle_t_mini', 'upernet_swin_t_mini'} <= {p.stem for p in CONFIGS}
+
+
+@pytest.mark.parametrize('family', vt_backbones.families(), ids=lambda cls: cls.__name__)
+def test_every_family_has_its_recipes(family):
+    assert {'mmdet', 'mmseg'} <= set(family.recipes), f'{family.__name__}.recipes lacks a task'
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=_id)
@@ -222,19 +199,18 @@ def test_optimizer_recipe(path: Path):
     cfg = Config.fromfile(str(path))
     scope = _task(path)
     family = _backbone_class(cfg)
-    schedule = '3x' if path.stem.endswith('_3x') else '1x'
-    recipe = RECIPES.get((family, scope, schedule), RECIPES.get((family, scope)))
-    if recipe is None:
-        pytest.skip(f'no optimizer recipe recorded in RECIPES for {family} / {scope}')
+    recipes = vt_backbones.MODELS.get(family).recipes
+    recipe = recipes.get(f'{scope}_3x' if path.stem.endswith('_3x') else scope, recipes.get(scope))
+    assert recipe is not None, f'{family}.recipes has no {scope!r} recipe'
     optimizer = cfg.optim_wrapper.optimizer
     assert optimizer.type == 'AdamW'
-    assert optimizer.lr == recipe['lr']
-    assert tuple(optimizer.betas) == recipe['betas']
-    assert optimizer.weight_decay == recipe['weight_decay']
+    assert optimizer.lr == recipe.lr
+    assert tuple(optimizer.betas) == recipe.betas
+    assert optimizer.weight_decay == recipe.weight_decay
     custom_keys = cfg.optim_wrapper.get('paramwise_cfg', {}).get('custom_keys', {})
-    if not recipe['no_decay']:  # weight decay on every parameter
+    if not recipe.no_decay:  # weight decay on every parameter
         assert all(v.get('decay_mult', 1.0) != 0.0 for v in custom_keys.values())
-    for key in recipe['no_decay']:
+    for key in recipe.no_decay:
         assert custom_keys[key]['decay_mult'] == 0.0, key
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import os
 import re
@@ -141,12 +142,20 @@ def test_every_trainable_parameter_gets_a_gradient(name):
             assert not zero, f'{name} at {B}x{H}x{W}: zero gradient for {zero}'
 
 
-@pytest.mark.parametrize('name', MODELS)
+@functools.cache
+def has_batchnorm(family: type) -> bool:
+    with torch.device('meta'):  # structure only: the family's first variant
+        return any(isinstance(m, _BatchNorm) for m in family(arch=next(iter(family.variants.values()))).modules())
+
+
+WITH_BATCHNORM = [name for name in MODELS if has_batchnorm(vt_backbones.family_of(name))]
+
+
+@pytest.mark.parametrize('name', WITH_BATCHNORM)
 def test_norm_eval_keeps_batchnorm_in_eval(name):
     model = build(name, norm_eval=True).train()
     bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
-    if not bns:
-        pytest.skip(f'{name} has no BatchNorm layers')
+    assert bns
     assert all(not m.training for m in bns)
     stats = [m.running_mean.clone() for m in bns]
     model(torch.randn(2, 3, 64, 64))
@@ -234,3 +243,8 @@ def test_drop_path_rate_takes_effect(name):
     assert not torch.allclose(a, b)
     model.eval()
     torch.testing.assert_close(model(x)[-1], model(x)[-1])
+
+
+@pytest.mark.parametrize('family', vt_backbones.families(), ids=lambda cls: cls.__name__)
+def test_every_family_has_a_weight_converter(family):
+    assert family.__name__ in CONVERTERS, f'{family.__name__} registers no FamilyConverter'

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 import vt_backbones
 from vt_backbones.convert import ConversionError, convert_file, convert_state_dict
+from vt_backbones.layers import BlockSettings
 from vt_backbones.models.gg import GGStage
 
 from conftest import ROOT
@@ -71,7 +72,7 @@ def paper_gg_block(block: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def gg_stage(dim: int, glance_pos_bias: bool, mlp_ratio: float = 2.0) -> GGStage:
     return GGStage(dim=dim, depth=1, num_heads=2, window_size=M, gaze_kernel_size=3, glance_pos_bias=glance_pos_bias,
-                   mlp_ratio=mlp_ratio, qkv_bias=True, drop=0.0, attn_drop=0.0, drop_paths=[0.0],
+                   settings=BlockSettings(mlp_ratio=mlp_ratio, qkv_bias=True), drop_paths=[0.0],
                    downsample=False).eval()
 
 

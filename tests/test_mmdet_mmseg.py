@@ -12,11 +12,9 @@ from mmengine.registry import init_default_scope
 
 import vt_backbones
 
-from conftest import REFERENCE, ROOT
+# The smallest variant of each family (SMALLEST) goes through a real detector and segmentor.
+from conftest import REFERENCE, ROOT, SMALLEST
 from test_convert import fake_official
-
-# The smallest variant of each family goes through a real detector and segmentor.
-SMALLEST = ['swin_t', 'twins_svt_s', 'gg_t', 'crossformer_t', 'focal_t', 'coat_lite_tiny', 'shuffle_t']
 
 
 def load_config(name: str) -> Config:

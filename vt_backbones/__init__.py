@@ -12,9 +12,8 @@ from typing import Any
 from torch import nn
 
 from . import compat
+from . import models  # noqa: F401  (imports every family module, which registers its classes)
 from .base import VisionBackbone
-from .models import *  # noqa: F401,F403
-from .models import __all__ as _families
 from .registry import MODELS
 
 __version__ = '0.1.0'
@@ -23,17 +22,17 @@ if os.environ.get(compat.DISABLE_ENV) != '1':
     compat.apply_patches()
 
 
+def families() -> list[type[VisionBackbone]]:
+    """The registered backbone classes, in registration order (family modules by name)."""
+    return [cls for cls in MODELS.module_dict.values() if issubclass(cls, VisionBackbone) and cls.variants]
+
+
 def _variant_table() -> dict[str, tuple[type[VisionBackbone], str]]:
-    table = {}
-    for name in _families:
-        cls = globals()[name]
-        for variant, arch in cls.variants.items():
-            table[variant] = (cls, arch)
-    return table
+    return {variant: (cls, arch) for cls in families() for variant, arch in cls.variants.items()}
 
 
 def list_models() -> list[str]:
-    """Names of every registered variant, e.g. ``['swin_t', 'swin_s', ...]``."""
+    """Names of every registered variant, e.g. ``['coat_lite_tiny', ..., 'swin_t', ...]``."""
     return list(_variant_table())
 
 
@@ -51,4 +50,7 @@ def family_of(name: str) -> type[VisionBackbone]:
     return _variant_table()[name][0]
 
 
-__all__ = ['MODELS', 'VisionBackbone', 'list_models', 'create_backbone', 'family_of', *_families]
+# The family classes as attributes of the package (``vt_backbones.SwinTransformer``).
+globals().update({cls.__name__: cls for cls in families()})
+__all__ = ['MODELS', 'VisionBackbone', 'list_models', 'create_backbone', 'family_of', 'families',
+           *(cls.__name__ for cls in families())]

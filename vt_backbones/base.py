@@ -2,26 +2,34 @@
 
 ``forward(x)`` takes ``x: [B, in_channels, H, W]`` with H, W >= 32 and returns a tuple of NCHW maps
 for ``out_indices`` (stage ``i`` has stride ``4 * 2**i`` and spatial size ``ceil(H / stride) x
-ceil(W / stride)``); ``num_features`` lists the channels of all four stages and ``out_channels``
+ceil(W / stride)``); ``num_features`` lists the channels of all ``NUM_STAGES`` stages and ``out_channels``
 those of the returned maps.
 
-A family subclass builds its layers, then provides:
+A family subclass builds its layers in ``__init__`` (setting the attributes its base class declares, e.g.
+``num_features``), then provides:
 
-* ``stage_modules(i)``: the modules that compute stage ``i``'s output from the previous stage's
-  output (``i = 0`` is the stem). ``frozen_stages = k`` freezes groups ``0..k``, so the outputs of
-  stages ``1..k`` stop depending on any trainable parameter while the downsampling that feeds stage
-  ``k + 1`` stays trainable (as ResNet's ``frozen_stages``);
-* ``forward_features(x)``: the list of the four stage outputs, NCHW, before cropping.
+* ``stem``: the module that turns the image into stage 0's input;
+* ``stage_parts(i)``: the modules that compute stage ``i``'s output from the previous stage's output (its
+  downsampling included). They and the output norm ``norm{i}``, if the family has one, are freezing group
+  ``i + 1`` (group 0 is the stem): ``frozen_stages = k`` freezes groups ``0..k``, so the outputs of stages
+  ``1..k`` stop depending on any trainable parameter while the downsampling that feeds stage ``k + 1`` stays
+  trainable (as ResNet's ``frozen_stages``);
+* ``forward_stage(i, x)``: stage ``i`` from the image (``i = 0``) or from what the previous stage passed on,
+  returning what it passes on and its output.
 
-The base class validates arguments and inputs, crops the outputs to the contract's size, keeps frozen
-stages frozen and norms in eval mode through ``train()``, and loads ``init_cfg=Pretrained`` through
-the weight converter (also given as mmdet/mmseg's deprecated ``pretrained=`` path).
+When the outermost ``__init__`` of a family returns, the base class checks that the declared attributes are
+set, then runs the family's ``reset_parameters()`` and freezes the frozen stages: a family cannot forget either.
+It validates arguments and inputs, runs the stages up to the last requested one, crops the outputs to the
+contract's size, keeps frozen stages frozen and norms in eval mode through ``train()``, and loads
+``init_cfg=Pretrained`` through the weight converter (also given as mmdet/mmseg's deprecated ``pretrained=`` path).
 """
 from __future__ import annotations
 
 import functools
+import inspect
 import warnings
-from typing import Any, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 from mmengine.model import BaseModule
@@ -32,7 +40,18 @@ from torch.utils.checkpoint import checkpoint
 from .layers import bhwc_to_nchw, ceil_div
 
 NUM_STAGES = 4
+ALL_STAGES = tuple(range(NUM_STAGES))  # the default out_indices
 MIN_SIZE = 32
+
+
+def stage_stride(index: int) -> int:
+    """The stride of stage ``index``'s output: 4, 8, 16, 32."""
+    return 4 * 2 ** index
+
+
+def stage_channels(embed_dims: int) -> tuple[int, ...]:
+    """Channels doubling from stage to stage, as Swin's layout: ``C, 2C, 4C, 8C``."""
+    return tuple(embed_dims * 2 ** i for i in range(NUM_STAGES))
 
 
 def pretrained_init_cfg(pretrained: str | None, init_cfg: dict | list | None) -> dict | list | None:
@@ -50,10 +69,31 @@ def pretrained_init_cfg(pretrained: str | None, init_cfg: dict | list | None) ->
         raise ValueError(f'pretrained={pretrained!r} and init_cfg={init_cfg!r} are both set; give only '
                          "init_cfg=dict(type='Pretrained', checkpoint=...) (in an mmseg config: "
                          'model.pretrained=None)')
-    # stacklevel: the code that called the family's constructor.
+    # stacklevel: the code that called the family's constructor (through its construction wrapper).
     warnings.warn(f'pretrained is deprecated, use '
-                  f"init_cfg=dict(type='Pretrained', checkpoint={pretrained!r}) instead", FutureWarning, stacklevel=4)
+                  f"init_cfg=dict(type='Pretrained', checkpoint={pretrained!r}) instead", FutureWarning, stacklevel=5)
     return dict(type='Pretrained', checkpoint=pretrained)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The optimizer of a family's published (or borrowed) training recipe for one task: what its configs under
+    ``configs/`` use (AdamW), checked by ``tests/test_configs.py``."""
+    lr: float
+    weight_decay: float
+    no_decay: tuple[str, ...] = ()  # paramwise custom_keys with decay_mult=0 (empty: decay on every parameter)
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+#: what Swin's official dense configs exclude from weight decay (besides its absolute position embedding)
+SWIN_NO_DECAY = ('relative_position_bias_table', 'norm')
+
+
+def swin_recipes(no_decay: tuple[str, ...]) -> dict[str, Recipe]:
+    """The optimizer of Swin's official dense configs (Mask R-CNN: AdamW 1e-4, weight decay 0.05; UperNet: 6e-5,
+    0.01), which the families without published dense configs borrow, with their own ``no_decay`` keys."""
+    return {'mmdet': Recipe(lr=1e-4, weight_decay=0.05, no_decay=no_decay),
+            'mmseg': Recipe(lr=6e-5, weight_decay=0.01, no_decay=no_decay)}
 
 
 # Graphs one compiled block class may hold: one per block configuration (stage width, heads, shift, ...) and
@@ -80,6 +120,17 @@ def run_compiled(forward: Callable[..., Any], block: nn.Module, *args: Any) -> A
         return forward(block, *args)
 
 
+def _then_finish_construction(init: Callable[..., None]) -> Callable[..., None]:
+    """A family's ``__init__`` followed, when it is the outermost one of the object, by
+    `VisionBackbone.finish_construction`."""
+    @functools.wraps(init)
+    def construct(self: VisionBackbone, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        if type(self).__init__ is construct:  # not a base class's __init__ called through super()
+            self.finish_construction()
+    return construct
+
+
 class VisionBackbone(BaseModule):
     """Base class of all vt_backbones backbones (see the module docstring for the contract).
 
@@ -94,8 +145,18 @@ class VisionBackbone(BaseModule):
     arch_settings: dict[str, dict[str, Any]] = {}
     #: variant name (``swin_t``) -> size name (``tiny``); families fill it in.
     variants: dict[str, str] = {}
+    #: the optimizer recipe of its configs per task: ``'mmdet'``, ``'mmseg'`` and, where the 3x schedule
+    #: differs, ``'mmdet_3x'``; families fill it in (a test fails for a family without one).
+    recipes: dict[str, Recipe] = {}
+    #: channels of the ``NUM_STAGES`` stages; set by the family's ``__init__``.
+    num_features: tuple[int, ...]
 
-    def __init__(self, arch: str | dict, in_channels: int = 3, out_indices: Sequence[int] = (0, 1, 2, 3),
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if '__init__' in vars(cls):
+            cls.__init__ = _then_finish_construction(vars(cls)['__init__'])
+
+    def __init__(self, *, arch: str | dict, in_channels: int = 3, out_indices: Sequence[int] = ALL_STAGES,
                  frozen_stages: int = -1, norm_eval: bool = False, with_cp: bool = False,
                  drop_path_rate: float = 0.0, init_cfg: dict | list | None = None,
                  pretrained: str | None = None, compile_blocks: bool | dict = False) -> None:
@@ -152,14 +213,62 @@ class VisionBackbone(BaseModule):
     def out_channels(self) -> tuple[int, ...]:
         return tuple(self.num_features[i] for i in self.out_indices)
 
+    # ---- construction ---------------------------------------------------------------------
+    def finish_construction(self) -> None:
+        """Runs once the family's outermost ``__init__`` has returned: checks that the attributes declared (with
+        a type) on the classes of the family are set, then initialises the family's way and freezes."""
+        declared = {name for cls in type(self).__mro__ if issubclass(cls, VisionBackbone)
+                    for name in inspect.get_annotations(cls)}
+        missing = sorted(name for name in declared if not hasattr(self, name))
+        if missing:
+            raise TypeError(f'{type(self).__name__}.__init__ must set {missing} (declared by its base classes)')
+        if len(self.num_features) != NUM_STAGES:
+            raise TypeError(f'{type(self).__name__}.num_features must list {NUM_STAGES} stages, '
+                            f'got {self.num_features!r}')
+        self.reset_parameters()
+        self.freeze_stages()
+
     # ---- to be provided by the family -------------------------------------------------------
-    num_features: tuple[int, ...]
+    @property
+    def stem(self) -> nn.Module:
+        """The module that maps the image to stage 0's input (freezing group 0)."""
+        raise NotImplementedError
+
+    def stage_parts(self, index: int) -> list[nn.Module]:
+        """The modules of stage ``index`` (its downsampling included), without its output norm."""
+        raise NotImplementedError
+
+    def forward_stage(self, index: int, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Stage ``index`` on the image (``index = 0``) or on what stage ``index - 1`` passed on:
+        ``(what it passes on to stage index + 1, its output [B, num_features[index], H_i, W_i])``, the output
+        NCHW, before cropping (``H_i >= ceil(H / stride)``)."""
+        raise NotImplementedError
+
+    # ---- stages -----------------------------------------------------------------------------
+    @property
+    def last_stage(self) -> int:
+        """The last stage forward computes: the deepest requested one (later stages are skipped)."""
+        return self.out_indices[-1]
+
+    def output_norm(self, index: int) -> nn.Module | None:
+        """The family's norm of stage ``index``'s output (``norm{index}``), if it has one."""
+        return getattr(self, f'norm{index}', None)
 
     def stage_modules(self, index: int) -> list[nn.Module]:
-        raise NotImplementedError
+        """Freezing group ``index``: the stem (0), or stage ``index - 1`` with its output norm."""
+        if index == 0:
+            return [self.stem]
+        norm = self.output_norm(index - 1)
+        return self.stage_parts(index - 1) + ([norm] if norm is not None else [])
 
     def forward_features(self, x: Tensor) -> list[Tensor]:
-        raise NotImplementedError
+        """The outputs of stages ``0..last_stage``, NCHW, before cropping: ``[B, num_features[i], H_i, W_i]``
+        with ``H_i >= ceil(H / stage_stride(i))``."""
+        outs = []
+        for index in range(self.last_stage + 1):
+            x, out = self.forward_stage(index, x)
+            outs.append(out)
+        return outs
 
     # ---- forward ----------------------------------------------------------------------------
     def check_input(self, x: Tensor) -> None:
@@ -177,7 +286,7 @@ class VisionBackbone(BaseModule):
         outs = []
         for i, feat in enumerate(self.forward_features(x)):
             if i in self.out_indices:
-                stride = 4 * 2 ** i
+                stride = stage_stride(i)
                 outs.append(feat[:, :, :ceil_div(H, stride), :ceil_div(W, stride)])  # exact on symbolic sizes
         return tuple(outs)
 
@@ -242,37 +351,45 @@ class VisionBackbone(BaseModule):
 
 
 class StagedBackbone(VisionBackbone):
-    """The layout Swin, GG-Transformer, CrossFormer and Focal Transformer share, with its freezing groups and
-    forward written once.
+    """The layout Swin, GG-Transformer, CrossFormer and Focal Transformer share: a patch embedding, then stages
+    of blocks on ``[B, H, W, C]`` maps, each ending with the downsampling into the next stage, and optional
+    output norms ``norm{i}``. The family sets the attributes declared here."""
 
-    The family provides ``patch_embed`` (image -> ``[B, H, W, C]``), ``pos_drop``, ``layers[i]`` (called as
-    ``layer(x, run_block)`` on ``[B, H, W, C]`` maps, with its ``blocks`` and the ``downsample`` into the next
-    stage) and, optionally, one output norm ``norm{i}`` per returned stage.
-    """
+    #: image -> ``[B, H / 4, W / 4, C]``
+    patch_embed: nn.Module
+    #: dropout after the patch embedding
+    pos_drop: nn.Module
+    #: the stages, called as ``layer(x, run_block)`` on ``[B, H, W, C]``, each with its ``blocks`` and the
+    #: ``downsample`` into the next stage (``None`` in the last)
+    layers: nn.ModuleList
 
-    def stage_modules(self, index: int) -> list[nn.Module]:
-        if index == 0:
-            return [self.patch_embed]
-        stage = index - 1
-        modules = [self.layers[stage].blocks]
-        if stage > 0:
-            modules.insert(0, self.layers[stage - 1].downsample)
-        if hasattr(self, f'norm{stage}'):
-            modules.append(getattr(self, f'norm{stage}'))
-        return modules
+    @property
+    def stem(self) -> nn.Module:
+        return self.patch_embed
+
+    def stage_parts(self, index: int) -> list[nn.Module]:
+        downsample = [self.layers[index - 1].downsample] if index > 0 else []
+        return downsample + [self.layers[index].blocks]
+
+    def blocks(self) -> Iterator[nn.Module]:
+        """Every block, stage by stage."""
+        for stage in self.layers:
+            yield from stage.blocks
+
+    def add_output_norms(self) -> None:
+        """One LayerNorm ``norm{i}`` per requested output, as Swin's dense backbone."""
+        for i in self.out_indices:
+            self.add_module(f'norm{i}', nn.LayerNorm(self.num_features[i]))
 
     def downsample_stage(self, stage: nn.Module, x: Tensor) -> Tensor:
         """``[B, H, W, C]`` -> the next stage's ``[B, H / 2, W / 2, C']``."""
         return stage.downsample(x)
 
-    def forward_features(self, x: Tensor) -> list[Tensor]:
-        x = self.pos_drop(self.patch_embed(x))
-        outs = []
-        for i, stage in enumerate(self.layers):
-            x = stage(x, self.run_block)
-            norm = getattr(self, f'norm{i}', None)
-            outs.append(bhwc_to_nchw(norm(x) if norm is not None else x))
-            if i == self.out_indices[-1]:
-                break
-            x = self.downsample_stage(stage, x)
-        return outs
+    def forward_stage(self, index: int, x: Tensor) -> tuple[Tensor, Tensor]:
+        if index == 0:
+            x = self.pos_drop(self.patch_embed(x))
+        else:
+            x = self.downsample_stage(self.layers[index - 1], x)
+        x = self.layers[index](x, self.run_block)
+        norm = self.output_norm(index)
+        return x, bhwc_to_nchw(norm(x) if norm is not None else x)

@@ -1,5 +1,5 @@
 """Mechanics shared by every family: padding, window partition, masks, relative position bias,
-fused attention, MLP and drop path.
+fused attention, the block settings, the pre-norm block, MLP, drop path, patch embedding and merging.
 
 Layouts: ``BHWC`` means a channels-last map ``[B, H, W, C]``; windows are ``[B * nW, N, C]`` with
 ``N = wh * ww`` tokens per window.
@@ -75,6 +75,18 @@ class DropPath(nn.Module):
         return f'drop_prob={self.drop_prob}'
 
 
+@dataclass(frozen=True)
+class BlockSettings:
+    """What every block of a backbone shares, built once by the backbone and handed to its stages and blocks
+    (a stage with other values, e.g. Twins' per-stage MLP ratio, passes ``dataclasses.replace(settings, ...)``).
+    The drop path rate varies per block and is passed beside it."""
+    mlp_ratio: float = 4.0  # hidden width of the MLP over its input width
+    qkv_bias: bool = True  # biases in the query/key/value projections
+    drop: float = 0.0  # dropout after the attention projection and in the MLP
+    attn_drop: float = 0.0  # dropout on the attention weights
+    norm_eps: float = 1e-5  # eps of the blocks' LayerNorms
+
+
 class Mlp(nn.Module):
     """Transformer feed-forward: ``fc1 -> act -> drop -> fc2 -> drop`` on the last dimension."""
 
@@ -88,6 +100,30 @@ class Mlp(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class PreNormBlock(nn.Module):
+    """The pre-norm transformer block: ``x + drop_path(drop(attn(norm1(x), *context)))``, then
+    ``x + drop_path(mlp(norm2(x)))``. ``[..., C]`` -> same shape.
+
+    ``attn`` is the family's attention, which applies its own projections (its ``forward(x, *context)`` maps the
+    normalised tokens to the projected output); ``context`` is what it needs besides the tokens (a `WindowGrid`,
+    ...), computed once per stage. Family blocks subclass it to build their attention.
+    """
+
+    def __init__(self, dim: int, attn: nn.Module, settings: BlockSettings, drop_path: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=settings.norm_eps)
+        self.attn = attn
+        self.drop = nn.Dropout(settings.drop)  # the official proj_drop
+        self.drop_path = DropPath(drop_path)
+        self.norm2 = nn.LayerNorm(dim, eps=settings.norm_eps)
+        self.mlp = Mlp(dim, int(dim * settings.mlp_ratio), drop=settings.drop)
+
+    def forward(self, x: Tensor, *context: object) -> Tensor:
+        # One expression: the attention's intermediate tensors are freed before the MLP (its widest) runs.
+        x = x + self.drop_path(self.drop(self.attn(self.norm1(x), *context)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
 def pad_hw(x: Tensor, height: int, width: int, channels_last: bool = True, value: float = 0.0) -> Tensor:
@@ -329,6 +365,22 @@ class PatchEmbed(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = self.proj(pad_to_multiple(x, self.patch_size)).permute(0, 2, 3, 1)
         return self.norm(x) if self.norm is not None else x
+
+
+class PatchMerging(nn.Module):
+    """Swin's patch merging (also GG-Transformer's): concatenates each 2x2 neighbourhood, LayerNorm, linear
+    4C -> 2C. ``[B, H, W, C]`` -> ``[B, ceil(H/2), ceil(W/2), 2C]`` (an odd side zero-padded by one)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(4 * dim)
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = pad_to_multiple(x, 2, channels_last=True)
+        # Official channel order: offsets (0,0), (1,0), (0,1), (1,1) as (row, column).
+        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1)
+        return self.reduction(self.norm(x))
 
 
 class ConvPositionEncoding(nn.Module):

@@ -1,11 +1,9 @@
-"""One module per family; importing it registers the family's class."""
-from .swin import SwinTransformer
-from .twins import PCPVT, SVT
-from .shuffle import ShuffleTransformer
-from .coat import CoaT
-from .crossformer import CrossFormer
-from .gg import GGTransformer
-from .focal import FocalTransformer
+"""One module per family; importing it registers the family's classes in `vt_backbones.registry.MODELS`.
 
-__all__ = ['SwinTransformer', 'PCPVT', 'SVT', 'ShuffleTransformer', 'CoaT', 'CrossFormer', 'GGTransformer',
-           'FocalTransformer']
+Every module of this package is imported (in name order), so a new family is one new file here.
+"""
+import importlib
+import pkgutil
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f'{__name__}.{_module.name}')

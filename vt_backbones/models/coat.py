@@ -39,19 +39,21 @@ multiples of 32, e.g. everything mmdet and mmseg feed with ``pad_size_divisor=32
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..base import VisionBackbone
+from ..base import ALL_STAGES, NUM_STAGES, Recipe, VisionBackbone
 from ..convert import ConversionError, FamilyConverter, SourceFormat, StateDict, drop, register_converter
-from ..layers import ConvPositionEncoding, DropPath, Mlp, PatchEmbed
+from ..layers import BlockSettings, ConvPositionEncoding, DropPath, Mlp, PatchEmbed
 from ..registry import MODELS
 
 NORM_EPS = 1e-6  # official norm_layer=partial(nn.LayerNorm, eps=1e-6) in the blocks (patch embeddings: 1e-5)
 CRPE_WINDOWS = {3: 2, 5: 3, 7: 3}  # kernel size -> number of heads (official crpe_window)
+PARALLEL_STAGES = (1, 2, 3)  # the stages (0-based) the parallel blocks mix
 
 Size = tuple[int, int]
 
@@ -128,14 +130,14 @@ class SerialBlock(nn.Module):
     The stage's shared CPE and CRPE come in as arguments (they are the stage's modules, not the block's).
     """
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, qkv_bias: bool, drop: float,
-                 drop_path: float) -> None:
+    def __init__(self, dim: int, num_heads: int, settings: BlockSettings, drop_path: float) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=NORM_EPS)
-        self.attn = FactorizedAttention(dim, num_heads, qkv_bias, drop)
+        self.norm1 = nn.LayerNorm(dim, eps=settings.norm_eps)
+        self.attn = FactorizedAttention(dim=dim, num_heads=num_heads, qkv_bias=settings.qkv_bias,
+                                        proj_drop=settings.drop)
         self.drop_path = DropPath(drop_path)
-        self.norm2 = nn.LayerNorm(dim, eps=NORM_EPS)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
+        self.norm2 = nn.LayerNorm(dim, eps=settings.norm_eps)
+        self.mlp = Mlp(dim, int(dim * settings.mlp_ratio), drop=settings.drop)
 
     def forward(self, x: Tensor, size: Size, cpe: ConvPositionEncoding, crpe: ConvRelativePositionEncoding) -> Tensor:
         x = apply_cpe(cpe, x, size)
@@ -165,14 +167,14 @@ class ParallelBlock(nn.Module):
     The stages' shared CPEs and CRPEs come in as arguments.
     """
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, qkv_bias: bool, drop: float,
-                 drop_path: float) -> None:
+    def __init__(self, dim: int, num_heads: int, settings: BlockSettings, drop_path: float) -> None:
         super().__init__()
-        self.attn_norms = nn.ModuleList([nn.LayerNorm(dim, eps=NORM_EPS) for _ in range(3)])
-        self.attns = nn.ModuleList([FactorizedAttention(dim, num_heads, qkv_bias, drop) for _ in range(3)])
+        self.attn_norms = nn.ModuleList([nn.LayerNorm(dim, eps=settings.norm_eps) for _ in PARALLEL_STAGES])
+        self.attns = nn.ModuleList([FactorizedAttention(dim=dim, num_heads=num_heads, qkv_bias=settings.qkv_bias,
+                                                        proj_drop=settings.drop) for _ in PARALLEL_STAGES])
         self.drop_path = DropPath(drop_path)
-        self.mlp_norms = nn.ModuleList([nn.LayerNorm(dim, eps=NORM_EPS) for _ in range(3)])
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
+        self.mlp_norms = nn.ModuleList([nn.LayerNorm(dim, eps=settings.norm_eps) for _ in PARALLEL_STAGES])
+        self.mlp = Mlp(dim, int(dim * settings.mlp_ratio), drop=settings.drop)
 
     def forward(self, x2: Tensor, x3: Tensor, x4: Tensor, sizes: tuple[Size, ...],
                 cpes: Sequence[ConvPositionEncoding], crpes: Sequence[ConvRelativePositionEncoding]
@@ -195,13 +197,13 @@ class CoaTStage(nn.Module):
     """What a stage owns besides its patch embedding: the class token, the shared CPE and CRPE, the serial
     blocks. (Its parallel-block parts live in the backbone's ``parallel_blocks``.)"""
 
-    def __init__(self, dim: int, depth: int, num_heads: int, mlp_ratio: float, qkv_bias: bool, drop: float,
-                 drop_path: float, crpe_windows: Mapping[int, int]) -> None:
+    def __init__(self, dim: int, depth: int, num_heads: int, settings: BlockSettings, drop_path: float,
+                 crpe_windows: Mapping[int, int]) -> None:
         super().__init__()
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.cpe = ConvPositionEncoding(dim)
-        self.crpe = ConvRelativePositionEncoding(dim // num_heads, num_heads, crpe_windows)
-        self.blocks = nn.ModuleList([SerialBlock(dim, num_heads, mlp_ratio, qkv_bias, drop, drop_path)
+        self.crpe = ConvRelativePositionEncoding(head_dim=dim // num_heads, num_heads=num_heads, windows=crpe_windows)
+        self.blocks = nn.ModuleList([SerialBlock(dim=dim, num_heads=num_heads, settings=settings, drop_path=drop_path)
                                      for _ in range(depth)])
 
 
@@ -239,18 +241,27 @@ class CoaT(VisionBackbone):
     }
     variants = {'coat_lite_tiny': 'lite_tiny', 'coat_lite_mini': 'lite_mini', 'coat_lite_small': 'lite_small',
                 'coat_lite_medium': 'lite_medium', 'coat_tiny': 'tiny', 'coat_mini': 'mini', 'coat_small': 'small'}
+    recipes = {
+        # mlpc-ucsd/CoaT tasks/mmdet/configs/coat/mask_rcnn_coat_*_mstrain_480-800_adamw_{1x,3x}_coco.py
+        # (paramwise_cfg=None: decay on every parameter)
+        'mmdet': Recipe(lr=1e-4, weight_decay=0.05),
+        # No ADE20K config published: Swin's UperNet recipe, position encodings and class tokens without decay.
+        'mmseg': Recipe(lr=6e-5, weight_decay=0.01, no_decay=('cls_token', 'cpe', 'crpe', 'norm')),
+    }
 
     def __init__(self, arch: str | dict, in_channels: int = 3, qkv_bias: bool = True, drop_rate: float = 0.0,
                  drop_path_rate: float = 0.0, crpe_windows: Mapping[int, int] | None = None,
-                 out_indices: Sequence[int] = (0, 1, 2, 3), frozen_stages: int = -1, norm_eval: bool = False,
+                 out_indices: Sequence[int] = ALL_STAGES, frozen_stages: int = -1, norm_eval: bool = False,
                  with_cp: bool = False, init_cfg: dict | None = None,
                  pretrained: str | None = None, compile_blocks: bool | dict = False) -> None:
-        super().__init__(arch, in_channels, out_indices, frozen_stages, norm_eval, with_cp, drop_path_rate,
-                         init_cfg, pretrained=pretrained, compile_blocks=compile_blocks)
+        super().__init__(arch=arch, in_channels=in_channels, out_indices=out_indices, frozen_stages=frozen_stages,
+                         norm_eval=norm_eval, with_cp=with_cp, drop_path_rate=drop_path_rate, init_cfg=init_cfg,
+                         pretrained=pretrained, compile_blocks=compile_blocks)
         a = self.arch
         for key in ('embed_dims', 'serial_depths', 'mlp_ratios'):
-            if len(a[key]) != 4 or any(not isinstance(v, (int, float)) or v < 1 for v in a[key]):
-                raise ValueError(f'arch[{key!r}] must have 4 positive entries (one per stage), got {a[key]!r}')
+            if len(a[key]) != NUM_STAGES or any(not isinstance(v, (int, float)) or v < 1 for v in a[key]):
+                raise ValueError(f'arch[{key!r}] must have {NUM_STAGES} positive entries (one per stage), '
+                                 f'got {a[key]!r}')
         if not isinstance(a['parallel_depth'], int) or a['parallel_depth'] < 0:
             raise ValueError(f"arch['parallel_depth'] must be an int >= 0, got {a['parallel_depth']!r}")
         dims = tuple(a['embed_dims'])
@@ -258,23 +269,24 @@ class CoaT(VisionBackbone):
             raise ValueError('parallel blocks share one MLP across stages 2-4: arch embed_dims[1:] and '
                              f"mlp_ratios[1:] must be equal, got {dims} and {a['mlp_ratios']}")
         windows = dict(CRPE_WINDOWS if crpe_windows is None else crpe_windows)
+        settings = BlockSettings(qkv_bias=qkv_bias, drop=drop_rate, norm_eps=NORM_EPS)
         self.num_features = dims
-        for i in range(4):  # official names patch_embed1..4
+        for i in range(NUM_STAGES):  # official names patch_embed1..4
             self.add_module(f'patch_embed{i + 1}', PatchEmbed(in_channels if i == 0 else dims[i - 1], dims[i],
                                                                patch_size=4 if i == 0 else 2))
         self.stages = nn.ModuleList([
-            CoaTStage(dims[i], a['serial_depths'][i], a['num_heads'], a['mlp_ratios'][i], qkv_bias, drop_rate,
-                      drop_path_rate, windows)
-            for i in range(4)])
+            CoaTStage(dim=dims[i], depth=a['serial_depths'][i], num_heads=a['num_heads'],
+                      settings=replace(settings, mlp_ratio=a['mlp_ratios'][i]), drop_path=drop_path_rate,
+                      crpe_windows=windows)
+            for i in range(NUM_STAGES)])
         self.parallel_blocks = nn.ModuleList([
-            ParallelBlock(dims[1], a['num_heads'], a['mlp_ratios'][1], qkv_bias, drop_rate, drop_path_rate)
+            ParallelBlock(dim=dims[1], num_heads=a['num_heads'], settings=replace(settings, mlp_ratio=a['mlp_ratios'][1]),
+                          drop_path=drop_path_rate)
             for _ in range(a['parallel_depth'])])
-        self.reset_parameters()
-        self.freeze_stages()
 
     @property
     def patch_embeds(self) -> list[PatchEmbed]:
-        return [getattr(self, f'patch_embed{i + 1}') for i in range(4)]
+        return [getattr(self, f'patch_embed{i + 1}') for i in range(NUM_STAGES)]
 
     def reset_parameters(self) -> None:
         """The official initialisation: truncated normal linears and class tokens, unit norms, PyTorch's
@@ -283,11 +295,16 @@ class CoaT(VisionBackbone):
         for stage in self.stages:
             nn.init.trunc_normal_(stage.cls_token, std=0.02)
 
+    @property
+    def stem(self) -> nn.Module:
+        return self.patch_embed1
+
+    def stage_parts(self, index: int) -> list[nn.Module]:
+        return ([self.patch_embeds[index]] if index > 0 else []) + [self.stages[index]]
+
     def stage_modules(self, index: int) -> list[nn.Module]:
-        if index == 0:
-            return [self.patch_embed1]
-        if index == 1 or not self.parallel_blocks:
-            return ([self.patch_embeds[index - 1]] if index > 1 else []) + [self.stages[index - 1]]
+        if index <= 1 or not self.parallel_blocks:
+            return super().stage_modules(index)
         # CoaT: outputs 2-4 all come out of the parallel blocks, which mix the three scales, so output 2
         # depends on everything of stages 2-4 except the last block's MLP norms of scales 3 and 4.
         last = self.parallel_blocks[-1]
@@ -296,30 +313,40 @@ class CoaT(VisionBackbone):
                     last.attn_norms, last.attns, last.mlp, last.mlp_norms[0]]
         return [last.mlp_norms[index - 2]]
 
-    def forward_features(self, x: Tensor) -> list[Tensor | None]:
-        parallel = len(self.parallel_blocks) > 0 and self.out_indices[-1] > 0
-        last_stage = 3 if parallel else self.out_indices[-1]
+    def serial_stage(self, index: int, x: Tensor) -> tuple[Tensor, Size]:
+        """Stage ``index``'s patch embedding and serial blocks: the image or the previous stage's map
+        ``[B, C, H, W]`` -> the tokens ``[B, 1 + H_i * W_i, C_i]`` (class token first) and ``(H_i, W_i)``."""
+        x = self.patch_embeds[index](x)  # [B, H, W, C]
+        B, H, W, C = x.shape
+        stage = self.stages[index]
+        x = torch.cat((stage.cls_token.expand(B, -1, -1), x.reshape(B, H * W, C)), dim=1)
+        for block in stage.blocks:
+            x = self.run_block(block, x, (H, W), stage.cpe, stage.crpe)
+        return x, (H, W)
+
+    def forward_stage(self, index: int, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Without parallel blocks: the stage's map is its output and the next stage's input."""
+        out = tokens_to_map(*self.serial_stage(index, x))
+        return out, out
+
+    def forward_features(self, x: Tensor) -> list[Tensor]:
+        if not self.parallel_blocks or self.last_stage == 0:
+            return super().forward_features(x)
+        # The parallel blocks mix stages 2-4: every stage runs, whatever the last requested one.
         tokens: list[Tensor] = []
         sizes: list[Size] = []
-        for i in range(last_stage + 1):
-            x = self.patch_embeds[i](x)  # [B, H, W, C]
-            B, H, W, C = x.shape
-            stage = self.stages[i]
-            x = torch.cat((stage.cls_token.expand(B, -1, -1), x.reshape(B, H * W, C)), dim=1)
-            for block in stage.blocks:
-                x = self.run_block(block, x, (H, W), stage.cpe, stage.crpe)
-            tokens.append(x)
-            sizes.append((H, W))
-            x = tokens_to_map(x, (H, W))
-        if parallel:
-            scales = tuple(tokens[1:])
-            cpes = [stage.cpe for stage in self.stages[1:]]
-            crpes = [stage.crpe for stage in self.stages[1:]]
-            for block in self.parallel_blocks:
-                scales = self.run_block(block, *scales, tuple(sizes[1:]), cpes, crpes)
-            tokens[1:] = scales
-        return [tokens_to_map(t, size).contiguous() if i in self.out_indices else None
-                for i, (t, size) in enumerate(zip(tokens, sizes))]
+        for index in range(NUM_STAGES):
+            stage_tokens, size = self.serial_stage(index, x)
+            tokens.append(stage_tokens)
+            sizes.append(size)
+            x = tokens_to_map(stage_tokens, size)
+        scales = tuple(tokens[1:])
+        cpes = [stage.cpe for stage in self.stages[1:]]
+        crpes = [stage.crpe for stage in self.stages[1:]]
+        for block in self.parallel_blocks:
+            scales = self.run_block(block, *scales, tuple(sizes[1:]), cpes, crpes)
+        tokens[1:] = scales
+        return [tokens_to_map(t, size).contiguous() for t, size in zip(tokens, sizes)][:self.last_stage + 1]
 
 
 # ---- weight conversion --------------------------------------------------------------------------

@@ -33,10 +33,10 @@ import torch
 from torch import Tensor, nn
 from torch.fx.experimental.symbolic_shapes import statically_known_false, statically_known_true
 
-from ..base import StagedBackbone
+from ..base import ALL_STAGES, NUM_STAGES, Recipe, StagedBackbone, stage_channels
 from ..convert import FamilyConverter, SourceFormat, StateDict, drop, register_converter
-from ..layers import (DropPath, Mlp, WindowGrid, cached_per_shape, drop_path_rates, interleaved_window_grid,
-                      pad_to_multiple, relative_position_bias, window_attention, window_grid)
+from ..layers import (BlockSettings, PreNormBlock, WindowGrid, cached_per_shape, drop_path_rates,
+                      interleaved_window_grid, pad_to_multiple, relative_position_bias, window_attention, window_grid)
 from ..registry import MODELS
 
 LDA_MODES = ('fixed_interval', 'fixed_group')
@@ -73,8 +73,8 @@ class DynamicPosBias(nn.Module):
 class GroupAttention(nn.Module):
     """Multi-head self-attention inside groups with the dynamic position bias of the group's shape.
 
-    ``qkv`` and ``proj`` are applied by `CrossFormerBlock` on the real tokens only; this module attends within
-    groups: ``[B * nG, N, 3C]`` (+ a ``[nG, N, N]`` padding mask) -> ``[B * nG, N, C]``.
+    ``[B, H, W, C]`` (+ the block's grouping as a `WindowGrid`) -> same shape. ``qkv`` and ``proj`` run on the
+    real tokens; only the attention within the groups sees the padding (masked).
     """
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.0) -> None:
@@ -85,33 +85,25 @@ class GroupAttention(nn.Module):
         self.attn_drop = attn_drop
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, qkv: Tensor, group: tuple[int, int], mask: Tensor | None) -> Tensor:
+    def forward(self, x: Tensor, grid: WindowGrid) -> Tensor:
         # The MLP runs every call (its weights train); only the offsets and the gather index are cached.
-        table = self.pos(relative_offsets(*group, device=qkv.device))
-        bias = relative_position_bias(table, group)  # [heads, N, N]
-        return window_attention(qkv, self.num_heads, bias, mask, self.attn_drop, self.training)
+        table = self.pos(relative_offsets(*grid.window, device=x.device))
+        bias = relative_position_bias(table, grid.window)  # [heads, N, N]
+        groups = window_attention(grid.partition(self.qkv(x)), self.num_heads, bias, grid.mask, self.attn_drop,
+                                  self.training)
+        return self.proj(grid.reverse(groups))
 
 
-class CrossFormerBlock(nn.Module):
+class CrossFormerBlock(PreNormBlock):
     """Pre-norm block: SDA or LDA, then MLP. ``[B, H, W, C]`` -> same shape; the grouping comes as a `WindowGrid`
     (see `CrossFormerStage.grid`)."""
 
-    def __init__(self, dim: int, num_heads: int, long_distance: bool, mlp_ratio: float, qkv_bias: bool,
-                 drop: float, attn_drop: float, drop_path: float) -> None:
-        super().__init__()
+    def __init__(self, dim: int, num_heads: int, long_distance: bool, settings: BlockSettings,
+                 drop_path: float) -> None:
+        super().__init__(dim=dim, attn=GroupAttention(dim=dim, num_heads=num_heads, qkv_bias=settings.qkv_bias,
+                                                      attn_drop=settings.attn_drop),
+                         settings=settings, drop_path=drop_path)
         self.long_distance = long_distance
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = GroupAttention(dim, num_heads, qkv_bias, attn_drop)
-        self.drop = nn.Dropout(drop)
-        self.drop_path = DropPath(drop_path)
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
-
-    def forward(self, x: Tensor, grid: WindowGrid) -> Tensor:
-        # One expression, so the group tensors are freed before the MLP runs.
-        x = x + self.drop_path(self.drop(self.attn.proj(grid.reverse(
-            self.attn(grid.partition(self.attn.qkv(self.norm1(x))), grid.window, grid.mask)))))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
 def cross_scale_convs(in_channels: int, out_channels: int, kernels: Sequence[int], stride: int) -> nn.ModuleList:
@@ -162,14 +154,14 @@ class CrossFormerStage(nn.Module):
     """Blocks alternating SDA and LDA, then the cross-scale merging that feeds the next stage."""
 
     def __init__(self, dim: int, depth: int, num_heads: int, group_size: int, interval: int, lda_mode: str,
-                 mlp_ratio: float, qkv_bias: bool, drop: float, attn_drop: float, drop_paths: Sequence[float],
-                 downsample: bool) -> None:
+                 settings: BlockSettings, drop_paths: Sequence[float], downsample: bool) -> None:
         super().__init__()
         self.group_size = group_size
         self.interval = interval
         self.lda_mode = lda_mode
         self.blocks = nn.ModuleList([
-            CrossFormerBlock(dim, num_heads, i % 2 == 1, mlp_ratio, qkv_bias, drop, attn_drop, drop_paths[i])
+            CrossFormerBlock(dim=dim, num_heads=num_heads, long_distance=i % 2 == 1, settings=settings,
+                             drop_path=drop_paths[i])
             for i in range(depth)])
         self.downsample = CrossScaleMerging(dim) if downsample else None
 
@@ -235,33 +227,40 @@ class CrossFormer(StagedBackbone):
     }
     variants = {'crossformer_t': 'tiny', 'crossformer_s': 'small', 'crossformer_b': 'base',
                 'crossformer_l': 'large'}
+    recipes = {
+        # cheerss/CrossFormer detection/configs/mask_rcnn_crossformer_*_fpn_1x_coco.py (no 3x released: the same)
+        'mmdet': Recipe(lr=1e-4, weight_decay=1e-4),
+        # cheerss/CrossFormer segmentation/configs/upernet_crossformer_*_ade20k.py
+        'mmseg': Recipe(lr=6e-5, weight_decay=0.01, no_decay=('norm',)),
+    }
 
     def __init__(self, arch: str | dict = 'tiny', in_channels: int = 3, group_size: int = 7,
                  intervals: Sequence[int] = (8, 4, 2, 1), lda_mode: str = 'fixed_interval', mlp_ratio: float = 4.0,
                  qkv_bias: bool = True, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
-                 drop_path_rate: float = 0.1, out_indices: Sequence[int] = (0, 1, 2, 3), frozen_stages: int = -1,
+                 drop_path_rate: float = 0.1, out_indices: Sequence[int] = ALL_STAGES, frozen_stages: int = -1,
                  norm_eval: bool = False, with_cp: bool = False, init_cfg: dict | None = None,
                  pretrained: str | None = None, compile_blocks: bool | dict = False) -> None:
-        super().__init__(arch, in_channels, out_indices, frozen_stages, norm_eval, with_cp, drop_path_rate,
-                         init_cfg, pretrained=pretrained, compile_blocks=compile_blocks)
+        super().__init__(arch=arch, in_channels=in_channels, out_indices=out_indices, frozen_stages=frozen_stages,
+                         norm_eval=norm_eval, with_cp=with_cp, drop_path_rate=drop_path_rate, init_cfg=init_cfg,
+                         pretrained=pretrained, compile_blocks=compile_blocks)
         embed_dims, depths, num_heads = self.arch['embed_dims'], self.arch['depths'], self.arch['num_heads']
         if not isinstance(group_size, int) or group_size < 1:
             raise ValueError(f'group_size must be a positive int, got {group_size!r}')
         intervals = tuple(intervals)
-        if len(intervals) != 4 or any(not isinstance(i, int) or i < 1 for i in intervals):
-            raise ValueError(f'intervals must be 4 positive ints (one per stage), got {intervals!r}')
+        if len(intervals) != NUM_STAGES or any(not isinstance(i, int) or i < 1 for i in intervals):
+            raise ValueError(f'intervals must be {NUM_STAGES} positive ints (one per stage), got {intervals!r}')
         if lda_mode not in LDA_MODES:
             raise ValueError(f'lda_mode must be one of {LDA_MODES}, got {lda_mode!r}')
-        self.num_features = tuple(embed_dims * 2 ** i for i in range(4))
+        settings = BlockSettings(mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop=drop_rate, attn_drop=attn_drop_rate)
+        self.num_features = stage_channels(embed_dims)
         self.patch_embed = CrossScaleEmbedding(in_channels, embed_dims)
         self.pos_drop = nn.Dropout(drop_rate)
         drop_paths = drop_path_rates(depths, drop_path_rate)
         self.layers = nn.ModuleList([
-            CrossFormerStage(self.num_features[i], depths[i], num_heads[i], group_size, intervals[i], lda_mode,
-                             mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, drop_paths[i], downsample=i < 3)
-            for i in range(4)])
-        self.reset_parameters()
-        self.freeze_stages()
+            CrossFormerStage(dim=self.num_features[i], depth=depths[i], num_heads=num_heads[i],
+                             group_size=group_size, interval=intervals[i], lda_mode=lda_mode, settings=settings,
+                             drop_paths=drop_paths[i], downsample=i < NUM_STAGES - 1)
+            for i in range(NUM_STAGES)])
 
 
 # ---- weight conversion --------------------------------------------------------------------------
@@ -284,7 +283,7 @@ def _guess_variant(sd: Mapping[str, Tensor]) -> str | None:
     except KeyError:
         return None
     depths = tuple(sum(1 for k in sd if re.fullmatch(rf'layers\.{i}\.blocks\.\d+\.norm1\.weight', k))
-                   for i in range(4))
+                   for i in range(NUM_STAGES))
     return CrossFormer.variant_where(lambda s: (s['embed_dims'], tuple(s['depths'])), (embed_dims, depths))
 
 

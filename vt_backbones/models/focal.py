@@ -54,9 +54,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..base import StagedBackbone
+from ..base import ALL_STAGES, NUM_STAGES, SWIN_NO_DECAY, StagedBackbone, stage_channels, swin_recipes
 from ..convert import FamilyConverter, SourceFormat, StateDict, drop, register_converter, rename
-from ..layers import (MASKED, DropPath, Mlp, PatchEmbed, WindowGrid, attention, bhwc_to_nchw, cached_per_shape,
+from ..layers import (MASKED, BlockSettings, DropPath, Mlp, PatchEmbed, WindowGrid, attention, bhwc_to_nchw, cached_per_shape,
                       ceil_div, drop_path_rates, pad_hw, relative_position_bias, remainder, window_attn_mask,
                       window_grid)
 from ..registry import MODELS
@@ -152,8 +152,8 @@ def focal_layout(height: int, width: int, window: int, expand: int, focal_window
 class FocalAttention(nn.Module):
     """Focal self-attention of the window tokens to their own, neighbour and pooled-window keys.
 
-    ``qkv`` and ``proj`` are applied on the real tokens (``proj`` by `FocalBlock`); ``forward`` maps the
-    normalised tokens ``[B, H, W, C]`` and the pooled windows ``[B, nW, C]`` to ``[B, H, W, C]``.
+    ``qkv`` and ``proj`` are applied on the real tokens; ``forward`` maps the normalised tokens ``[B, H, W, C]``
+    and the pooled windows ``[B, nW, C]`` to ``[B, H, W, C]``.
     """
 
     def __init__(self, dim: int, num_heads: int, window_size: int, expand_size: int, focal_window: int,
@@ -199,22 +199,28 @@ class FocalAttention(nn.Module):
 
         attn_mask = window_attn_mask(self.bias(), layout.key_mask[:, None, :], B * nW, heads)
         out = attention(q, k, v, attn_mask, self.attn_drop, self.training)  # [B * nW, heads, N, d]
-        return grid.reverse(out.transpose(1, 2).reshape(B * nW, N, C))
+        return self.proj(grid.reverse(out.transpose(1, 2).reshape(B * nW, N, C)))
 
 
 class FocalBlock(nn.Module):
-    """Pre-norm block: focal self-attention, then MLP. ``[B, H, W, C]`` (+ the map's `FocalLayout`) -> same shape."""
+    """Pre-norm block: focal self-attention, then MLP. ``[B, H, W, C]`` (+ the map's `FocalLayout`) -> same shape.
+
+    `PreNormBlock`'s skeleton, plus the learned pooling of the windows (registered first, as the official
+    ``pool_layers``) whose output the attention takes beside the tokens.
+    """
 
     def __init__(self, dim: int, num_heads: int, window_size: int, expand_size: int, focal_window: int,
-                 mlp_ratio: float, qkv_bias: bool, drop: float, attn_drop: float, drop_path: float) -> None:
+                 settings: BlockSettings, drop_path: float) -> None:
         super().__init__()
         self.pool = nn.Linear(window_size * window_size, 1)  # one token per window, from its w^2 tokens
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = FocalAttention(dim, num_heads, window_size, expand_size, focal_window, qkv_bias, attn_drop)
-        self.drop = nn.Dropout(drop)
+        self.norm1 = nn.LayerNorm(dim, eps=settings.norm_eps)
+        self.attn = FocalAttention(dim=dim, num_heads=num_heads, window_size=window_size, expand_size=expand_size,
+                                   focal_window=focal_window, qkv_bias=settings.qkv_bias,
+                                   attn_drop=settings.attn_drop)
+        self.drop = nn.Dropout(settings.drop)
         self.drop_path = DropPath(drop_path)
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
+        self.norm2 = nn.LayerNorm(dim, eps=settings.norm_eps)
+        self.mlp = Mlp(dim, int(dim * settings.mlp_ratio), drop=settings.drop)
 
     def pool_windows(self, x: Tensor, layout: FocalLayout) -> Tensor:
         """``[B, H, W, C]`` -> ``[B, nW, C]``: the learned pooling of each window's real tokens (module docstring)."""
@@ -224,10 +230,9 @@ class FocalBlock(nn.Module):
         return torch.einsum('bwnc,wn->bwc', windows, weight) + self.pool.bias
 
     def forward(self, x: Tensor, layout: FocalLayout) -> Tensor:
-        shortcut = x
-        x = self.norm1(x)
-        x = self.attn(x, self.pool_windows(x, layout), layout)
-        x = shortcut + self.drop_path(self.drop(self.attn.proj(x)))
+        y = self.norm1(x)
+        x = x + self.drop_path(self.drop(self.attn(y, self.pool_windows(y, layout), layout)))
+        del y  # not alive during the MLP (its widest activations)
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
@@ -243,15 +248,16 @@ class FocalStage(nn.Module):
     """The blocks of one stage, then the downsampling that feeds the next stage. The layout is cached per shape."""
 
     def __init__(self, dim: int, depth: int, num_heads: int, window_size: int, expand_size: int,
-                 focal_window: int, mask_wrapped: bool, mlp_ratio: float, qkv_bias: bool, drop: float,
-                 attn_drop: float, drop_paths: Sequence[float], downsample: bool, use_conv_embed: bool) -> None:
+                 focal_window: int, mask_wrapped: bool, settings: BlockSettings, drop_paths: Sequence[float],
+                 downsample: bool, use_conv_embed: bool) -> None:
         super().__init__()
         self.window_size, self.expand_size, self.focal_window = window_size, expand_size, focal_window
         self.mask_wrapped = mask_wrapped
         self.blocks = nn.ModuleList([
-            FocalBlock(dim, num_heads, window_size, expand_size, focal_window, mlp_ratio, qkv_bias, drop,
-                       attn_drop, drop_paths[i]) for i in range(depth)])
-        self.downsample = conv_embed(dim, 2 * dim, 2, use_conv_embed) if downsample else None
+            FocalBlock(dim=dim, num_heads=num_heads, window_size=window_size, expand_size=expand_size,
+                       focal_window=focal_window, settings=settings, drop_path=drop_paths[i])
+            for i in range(depth)])
+        self.downsample = conv_embed(dim, 2 * dim, stride=2, overlapping=use_conv_embed) if downsample else None
 
     def forward(self, x: Tensor, run_block: Callable[..., Tensor]) -> Tensor:
         _, H, W, _ = x.shape
@@ -282,47 +288,50 @@ class FocalTransformer(StagedBackbone):
         'base': dict(embed_dims=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32)),
     }
     variants = {'focal_t': 'tiny', 'focal_s': 'small', 'focal_b': 'base'}
+    # Dense configs never released: Swin's recipes.
+    recipes = swin_recipes(no_decay=SWIN_NO_DECAY)
 
     def __init__(self, arch: str | dict = 'tiny', in_channels: int = 3, use_conv_embed: bool = False,
                  mask_wrapped: bool = False, window_size: int = 7, expand_size: int = 3,
                  focal_windows: Sequence[int] = (7, 5, 3, 1), mlp_ratio: float = 4.0, qkv_bias: bool = True,
                  drop_rate: float = 0.0, attn_drop_rate: float = 0.0, drop_path_rate: float = 0.1,
-                 out_indices: Sequence[int] = (0, 1, 2, 3), frozen_stages: int = -1, norm_eval: bool = False,
+                 out_indices: Sequence[int] = ALL_STAGES, frozen_stages: int = -1, norm_eval: bool = False,
                  with_cp: bool = False, init_cfg: dict | None = None,
                  pretrained: str | None = None, compile_blocks: bool | dict = False) -> None:
-        super().__init__(arch, in_channels, out_indices, frozen_stages, norm_eval, with_cp, drop_path_rate,
-                         init_cfg, pretrained=pretrained, compile_blocks=compile_blocks)
+        super().__init__(arch=arch, in_channels=in_channels, out_indices=out_indices, frozen_stages=frozen_stages,
+                         norm_eval=norm_eval, with_cp=with_cp, drop_path_rate=drop_path_rate, init_cfg=init_cfg,
+                         pretrained=pretrained, compile_blocks=compile_blocks)
         embed_dims, depths, num_heads = self.arch['embed_dims'], self.arch['depths'], self.arch['num_heads']
         if window_size < 2:
             raise ValueError(f'window_size must be >= 2, got {window_size!r}')
         if not 0 < expand_size < window_size:
             raise ValueError(f'expand_size must be in 1..window_size - 1 = {window_size - 1}, got {expand_size!r}')
-        if len(focal_windows) != 4 or any(f < 1 or f % 2 == 0 for f in focal_windows):
-            raise ValueError(f'focal_windows must be 4 odd sizes >= 1 (one per stage), got {focal_windows!r}')
-        self.num_features = tuple(embed_dims * 2 ** i for i in range(4))
-        self.patch_embed = conv_embed(in_channels, embed_dims, 4, use_conv_embed)
+        if len(focal_windows) != NUM_STAGES or any(f < 1 or f % 2 == 0 for f in focal_windows):
+            raise ValueError(f'focal_windows must be {NUM_STAGES} odd sizes >= 1 (one per stage), '
+                             f'got {focal_windows!r}')
+        settings = BlockSettings(mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop=drop_rate, attn_drop=attn_drop_rate)
+        self.num_features = stage_channels(embed_dims)
+        self.patch_embed = conv_embed(in_channels, embed_dims, stride=4, overlapping=use_conv_embed)
         self.pos_drop = nn.Dropout(drop_rate)
         drop_paths = drop_path_rates(depths, drop_path_rate)
         self.layers = nn.ModuleList([
-            FocalStage(self.num_features[i], depths[i], num_heads[i], window_size, expand_size, focal_windows[i],
-                       mask_wrapped, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, drop_paths[i],
-                       downsample=i < 3, use_conv_embed=use_conv_embed) for i in range(4)])
-        for i in self.out_indices:
-            self.add_module(f'norm{i}', nn.LayerNorm(self.num_features[i]))
-        self.reset_parameters()
-        self.freeze_stages()
+            FocalStage(dim=self.num_features[i], depth=depths[i], num_heads=num_heads[i], window_size=window_size,
+                       expand_size=expand_size, focal_window=focal_windows[i], mask_wrapped=mask_wrapped,
+                       settings=settings, drop_paths=drop_paths[i], downsample=i < NUM_STAGES - 1,
+                       use_conv_embed=use_conv_embed)
+            for i in range(NUM_STAGES)])
+        self.add_output_norms()
 
     def reset_parameters(self) -> None:
         """As the official code: truncated normal linears, zero window bias table, truncated normal (std 0.02)
         neighbour and pooled-window tables; the pooling starts as the mean (module docstring)."""
         super().reset_parameters()
-        for stage in self.layers:
-            for block in stage.blocks:
-                nn.init.constant_(block.pool.weight, 1.0 / block.pool.in_features)
-                nn.init.zeros_(block.pool.bias)
-                nn.init.zeros_(block.attn.relative_position_bias_table)
-                nn.init.trunc_normal_(block.attn.relative_position_bias_table_to_neighbors, std=0.02)
-                nn.init.trunc_normal_(block.attn.relative_position_bias_table_to_windows, std=0.02)
+        for block in self.blocks():
+            nn.init.constant_(block.pool.weight, 1.0 / block.pool.in_features)
+            nn.init.zeros_(block.pool.bias)
+            nn.init.zeros_(block.attn.relative_position_bias_table)
+            nn.init.trunc_normal_(block.attn.relative_position_bias_table_to_neighbors, std=0.02)
+            nn.init.trunc_normal_(block.attn.relative_position_bias_table_to_windows, std=0.02)
 
     def downsample_stage(self, stage: nn.Module, x: Tensor) -> Tensor:
         return stage.downsample(bhwc_to_nchw(x))  # a conv embedding, like the stem

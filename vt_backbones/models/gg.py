@@ -50,19 +50,20 @@ from typing import Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..base import StagedBackbone
+from ..base import ALL_STAGES, NUM_STAGES, SWIN_NO_DECAY, StagedBackbone, stage_channels, swin_recipes
 from ..convert import FamilyConverter, SourceFormat, StateDict, register_converter, resize_relative_position_table
-from ..layers import DropPath, Mlp, WindowGrid, relative_position_bias, spanning_window_grid, window_attention
+from ..layers import (BlockSettings, PatchEmbed, PatchMerging, PreNormBlock, WindowGrid, drop_path_rates,
+                      relative_position_bias, spanning_window_grid, window_attention)
 from ..registry import MODELS
-from .swin import PatchMerging, build_swin_layout
 
 
 class GlanceGazeAttention(nn.Module):
-    """GG-MSA's projections and its two branches; ``qkv`` and ``proj`` are applied by `GGBlock` on the real tokens.
+    """GG-MSA: ``[B, H, W, C]`` (+ the stage's dilated `WindowGrid`) -> same shape.
 
-    `glance` is the Glance branch on the dilated partitions, `gaze` the Gaze branch on the values of the real
-    map. ``pos_bias`` adds Swin's learned relative position bias (a ``(2M-1)^2 x heads`` table) to the Glance
-    logits: our addition, off by default (the paper has no position encoding; the Gaze conv supplies it).
+    ``qkv`` and ``proj`` run on the real tokens; `glance` is the Glance branch on the dilated partitions, `gaze`
+    the Gaze branch on the values of the real map. ``pos_bias`` adds Swin's learned relative position bias (a
+    ``(2M-1)^2 x heads`` table) to the Glance logits: our addition, off by default (the paper has no position
+    encoding; the Gaze conv supplies it).
     """
 
     def __init__(self, dim: int, num_heads: int, window_size: int, gaze_kernel_size: int, pos_bias: bool,
@@ -87,36 +88,31 @@ class GlanceGazeAttention(nn.Module):
         """Depth-wise conv over the values, ``[B, H, W, C]`` -> same shape (zero padding at the borders)."""
         return self.gaze_conv(v.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
-
-class GGBlock(nn.Module):
-    """Pre-norm block: GG-MSA, then MLP. ``[B, H, W, C]`` -> same shape."""
-
-    def __init__(self, dim: int, num_heads: int, window_size: int, gaze_kernel_size: int, glance_pos_bias: bool,
-                 mlp_ratio: float, qkv_bias: bool, drop: float, attn_drop: float, drop_path: float) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = GlanceGazeAttention(dim, num_heads, window_size, gaze_kernel_size, pos_bias=glance_pos_bias,
-                                        qkv_bias=qkv_bias, attn_drop=attn_drop)
-        self.drop = nn.Dropout(drop)
-        self.drop_path = DropPath(drop_path)
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
-
     def forward(self, x: Tensor, grid: WindowGrid) -> Tensor:
-        qkv = self.attn.qkv(self.norm1(x))
+        qkv = self.qkv(x)
         # The Gaze branch merges the partitioned values back to the map (the inverse of the dilated splitting),
         # convolves them, splits the result again and adds it to the Glance output, which is then merged. Merging
         # the split values gives the values themselves (the padding is zeros, as the conv's own), so the conv runs
         # on the values before the split and its output is added after the merge: the same sum, with no extra
         # gathers. Values' channels are ordered (head, head dim), as the merged Glance output. Gaze first, so
         # that qkv is freed once partitioned and the Glance output is added in place (lower peak memory).
-        mixed = self.attn.gaze(qkv[..., 2 * x.shape[-1]:])
+        mixed = self.gaze(qkv[..., 2 * x.shape[-1]:])
         windows = grid.partition(qkv)
         del qkv
-        mixed += grid.reverse(self.attn.glance(windows, grid.mask))
+        mixed += grid.reverse(self.glance(windows, grid.mask))
         del windows
-        x = x + self.drop_path(self.drop(self.attn.proj(mixed)))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        return self.proj(mixed)
+
+
+class GGBlock(PreNormBlock):
+    """Pre-norm block: GG-MSA, then MLP. ``[B, H, W, C]`` -> same shape."""
+
+    def __init__(self, dim: int, num_heads: int, window_size: int, gaze_kernel_size: int, glance_pos_bias: bool,
+                 settings: BlockSettings, drop_path: float) -> None:
+        super().__init__(dim=dim, attn=GlanceGazeAttention(
+            dim=dim, num_heads=num_heads, window_size=window_size, gaze_kernel_size=gaze_kernel_size,
+            pos_bias=glance_pos_bias, qkv_bias=settings.qkv_bias, attn_drop=settings.attn_drop),
+            settings=settings, drop_path=drop_path)
 
 
 class GGStage(nn.Module):
@@ -126,14 +122,14 @@ class GGStage(nn.Module):
     """
 
     def __init__(self, dim: int, depth: int, num_heads: int, window_size: int, gaze_kernel_size: int,
-                 glance_pos_bias: bool, mlp_ratio: float, qkv_bias: bool, drop: float, attn_drop: float,
-                 drop_paths: Sequence[float], downsample: bool) -> None:
+                 glance_pos_bias: bool, settings: BlockSettings, drop_paths: Sequence[float],
+                 downsample: bool) -> None:
         super().__init__()
         self.window = (window_size, window_size)
         self.blocks = nn.ModuleList([
             GGBlock(dim=dim, num_heads=num_heads, window_size=window_size, gaze_kernel_size=gaze_kernel_size,
-                    glance_pos_bias=glance_pos_bias, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop=drop,
-                    attn_drop=attn_drop, drop_path=drop_paths[i]) for i in range(depth)])
+                    glance_pos_bias=glance_pos_bias, settings=settings, drop_path=drop_paths[i])
+            for i in range(depth)])
         self.downsample = PatchMerging(dim) if downsample else None
 
     def forward(self, x: Tensor, run_block: Callable[..., Tensor]) -> Tensor:
@@ -154,6 +150,7 @@ class GGTransformer(StagedBackbone):
         gaze_kernel_size: odd kernel size of the Gaze depth-wise convolution (3).
         glance_pos_bias: add Swin's learned relative position bias to the Glance attention. Our addition, off
             by default: the paper uses no position encoding (the Gaze convolution supplies position information).
+        mlp_ratio, qkv_bias, drop_rate, attn_drop_rate: see `BlockSettings`.
         drop_path_rate: stochastic depth, linear over all blocks (0.2 as Swin's dense default).
         Others: see `VisionBackbone`.
     """
@@ -163,26 +160,46 @@ class GGTransformer(StagedBackbone):
         'small': dict(embed_dims=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24)),
     }
     variants = {'gg_t': 'tiny', 'gg_s': 'small'}
+    # No config was ever published: Swin's recipes, as the paper follows Swin's settings.
+    recipes = swin_recipes(no_decay=SWIN_NO_DECAY)
 
     def __init__(self, arch: str | dict = 'tiny', in_channels: int = 3, window_size: int = 7,
                  gaze_kernel_size: int = 3, glance_pos_bias: bool = False, mlp_ratio: float = 4.0,
                  qkv_bias: bool = True, drop_rate: float = 0.0,
                  attn_drop_rate: float = 0.0, drop_path_rate: float = 0.2,
-                 out_indices: Sequence[int] = (0, 1, 2, 3), frozen_stages: int = -1,
+                 out_indices: Sequence[int] = ALL_STAGES, frozen_stages: int = -1,
                  norm_eval: bool = False, with_cp: bool = False, init_cfg: dict | None = None,
                  pretrained: str | None = None, compile_blocks: bool | dict = False) -> None:
-        super().__init__(arch, in_channels, out_indices, frozen_stages, norm_eval, with_cp, drop_path_rate,
-                         init_cfg, pretrained=pretrained, compile_blocks=compile_blocks)
+        super().__init__(arch=arch, in_channels=in_channels, out_indices=out_indices, frozen_stages=frozen_stages,
+                         norm_eval=norm_eval, with_cp=with_cp, drop_path_rate=drop_path_rate, init_cfg=init_cfg,
+                         pretrained=pretrained, compile_blocks=compile_blocks)
         if not isinstance(window_size, int) or window_size < 2:
             raise ValueError(f'window_size must be an int >= 2, got {window_size!r}')
         if not isinstance(gaze_kernel_size, int) or gaze_kernel_size < 1 or gaze_kernel_size % 2 == 0:
             raise ValueError(f'gaze_kernel_size must be an odd int >= 1, got {gaze_kernel_size!r}')
         if not isinstance(glance_pos_bias, bool):
             raise ValueError(f'glance_pos_bias must be a bool, got {glance_pos_bias!r}')
-        build_swin_layout(self, in_channels, drop_rate, lambda i, dim, depth, heads, drop_paths: GGStage(
-            dim=dim, depth=depth, num_heads=heads, window_size=window_size, gaze_kernel_size=gaze_kernel_size,
-            glance_pos_bias=glance_pos_bias, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop=drop_rate,
-            attn_drop=attn_drop_rate, drop_paths=drop_paths, downsample=i < 3))
+        # Swin's macro design (module docstring), with GG blocks.
+        embed_dims, depths, num_heads = self.arch['embed_dims'], self.arch['depths'], self.arch['num_heads']
+        settings = BlockSettings(mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop=drop_rate, attn_drop=attn_drop_rate)
+        self.num_features = stage_channels(embed_dims)
+        self.patch_embed = PatchEmbed(in_channels, embed_dims, patch_size=4)
+        self.pos_drop = nn.Dropout(drop_rate)
+        drop_paths = drop_path_rates(depths, drop_path_rate)
+        self.layers = nn.ModuleList([
+            GGStage(dim=self.num_features[i], depth=depths[i], num_heads=num_heads[i], window_size=window_size,
+                    gaze_kernel_size=gaze_kernel_size, glance_pos_bias=glance_pos_bias, settings=settings,
+                    drop_paths=drop_paths[i], downsample=i < NUM_STAGES - 1)
+            for i in range(NUM_STAGES)])
+        self.add_output_norms()
+
+    def reset_parameters(self) -> None:
+        """Swin's: truncated normal (std 0.02) linears and Glance bias tables (if any); PyTorch's default for the
+        Gaze convolutions."""
+        super().reset_parameters()
+        for block in self.blocks():
+            if block.attn.relative_position_bias_table is not None:
+                nn.init.trunc_normal_(block.attn.relative_position_bias_table, std=0.02)
 
 
 # ---- weight conversion --------------------------------------------------------------------------

@@ -41,9 +41,9 @@ import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 from torch import Tensor, nn
 
-from ..base import VisionBackbone
+from ..base import ALL_STAGES, NUM_STAGES, SWIN_NO_DECAY, VisionBackbone, stage_channels, swin_recipes
 from ..convert import FamilyConverter, SourceFormat, StateDict, drop, register_converter, resize_relative_position_table
-from ..layers import (DropPath, WindowGrid, pad_to_multiple, relative_position_bias, spanning_window_grid,
+from ..layers import (BlockSettings, DropPath, WindowGrid, pad_to_multiple, relative_position_bias, spanning_window_grid,
                       window_attention, window_grid)
 from ..registry import MODELS
 
@@ -85,12 +85,12 @@ class ShuffleAttention(nn.Module):
     and masks the padded tokens.
     """
 
-    def __init__(self, dim: int, num_heads: int, window_size: int) -> None:
+    def __init__(self, dim: int, num_heads: int, window_size: int, qkv_bias: bool = False) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.window = (window_size, window_size)
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
-        self.to_qkv = nn.Conv2d(dim, dim * 3, 1, bias=False)
+        self.to_qkv = nn.Conv2d(dim, dim * 3, 1, bias=qkv_bias)
         self.proj = nn.Conv2d(dim, dim, 1)
 
     def forward(self, x: Tensor, grid: WindowGrid) -> Tensor:
@@ -118,16 +118,16 @@ class ConvMlp(nn.Module):
 class ShuffleBlock(nn.Module):
     """Attention (plain or shuffled windows, given by the grid), neighbour-window conv, MLP. ``[B, C, H, W]``."""
 
-    def __init__(self, dim: int, num_heads: int, window_size: int, mlp_ratio: float, norm_cfg: dict,
-                 drop: float, drop_path: float) -> None:
+    def __init__(self, dim: int, num_heads: int, window_size: int, settings: BlockSettings, norm_cfg: dict,
+                 drop_path: float) -> None:
         super().__init__()
         self.norm1 = norm_layer(norm_cfg, dim)
-        self.attn = ShuffleAttention(dim, num_heads, window_size)
-        self.drop = nn.Dropout(drop)  # the official proj_drop
+        self.attn = ShuffleAttention(dim=dim, num_heads=num_heads, window_size=window_size, qkv_bias=settings.qkv_bias)
+        self.drop = nn.Dropout(settings.drop)  # the official proj_drop
         self.local = nn.Conv2d(dim, dim, window_size, padding=window_size // 2, groups=dim)
         self.drop_path = DropPath(drop_path)
         self.norm2 = norm_layer(norm_cfg, dim)
-        self.mlp = ConvMlp(dim, int(dim * mlp_ratio), drop)
+        self.mlp = ConvMlp(dim, int(dim * settings.mlp_ratio), settings.drop)
         self.norm3 = norm_layer(norm_cfg, dim)
 
     def forward(self, x: Tensor, grid: WindowGrid) -> Tensor:
@@ -136,8 +136,8 @@ class ShuffleBlock(nn.Module):
         return x + self.drop_path(self.mlp(self.norm3(x)))
 
 
-class PatchMerging(nn.Module):
-    """BN, then a 2x2 stride-2 conv. ``[B, C, H, W]`` -> ``[B, C_out, ceil(H / 2), ceil(W / 2)]``."""
+class NormConvMerging(nn.Module):
+    """The official ``PatchMerging`` of Shuffle Transformer: BN, then a 2x2 stride-2 conv. ``[B, C, H, W]`` -> ``[B, C_out, ceil(H / 2), ceil(W / 2)]``."""
 
     def __init__(self, dim: int, out_dim: int, norm_cfg: dict) -> None:
         super().__init__()
@@ -158,13 +158,14 @@ class ShuffleStage(nn.Module):
     ``(ws1 hh) (ws2 ww)`` rearrangement. Both are cached per map shape.
     """
 
-    def __init__(self, in_dim: int, dim: int, depth: int, num_heads: int, window_size: int, mlp_ratio: float,
-                 norm_cfg: dict, drop: float, drop_path: float) -> None:
+    def __init__(self, in_dim: int, dim: int, depth: int, num_heads: int, window_size: int, settings: BlockSettings,
+                 norm_cfg: dict, drop_path: float) -> None:
         super().__init__()
         self.window = (window_size, window_size)
-        self.patch_partition = PatchMerging(in_dim, dim, norm_cfg) if in_dim != dim else None
+        self.patch_partition = NormConvMerging(in_dim, dim, norm_cfg) if in_dim != dim else None
         self.layers = nn.ModuleList([
-            nn.ModuleList([ShuffleBlock(dim, num_heads, window_size, mlp_ratio, norm_cfg, drop, drop_path)
+            nn.ModuleList([ShuffleBlock(dim=dim, num_heads=num_heads, window_size=window_size, settings=settings,
+                                        norm_cfg=norm_cfg, drop_path=drop_path)
                            for _ in range(2)])
             for _ in range(depth // 2)])
 
@@ -206,15 +207,18 @@ class ShuffleTransformer(VisionBackbone):
         'base': dict(embed_dims=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32)),
     }
     variants = {'shuffle_t': 'tiny', 'shuffle_s': 'small', 'shuffle_b': 'base'}
+    # No official dense configs: Swin's recipes (the stem's BatchNorms are to_token.conv{1,2}.1).
+    recipes = swin_recipes(no_decay=(*SWIN_NO_DECAY, 'to_token.conv1.1', 'to_token.conv2.1'))
 
     def __init__(self, arch: str | dict = 'tiny', in_channels: int = 3, window_size: int = 7,
                  mlp_ratio: float = 4.0, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
-                 norm_cfg: dict | None = None, out_indices: Sequence[int] = (0, 1, 2, 3),
+                 norm_cfg: dict | None = None, out_indices: Sequence[int] = ALL_STAGES,
                  frozen_stages: int = -1, norm_eval: bool = False, with_cp: bool = False,
                  init_cfg: dict | None = None,
                  pretrained: str | None = None, compile_blocks: bool | dict = False) -> None:
-        super().__init__(arch, in_channels, out_indices, frozen_stages, norm_eval, with_cp, drop_path_rate,
-                         init_cfg, pretrained=pretrained, compile_blocks=compile_blocks)
+        super().__init__(arch=arch, in_channels=in_channels, out_indices=out_indices, frozen_stages=frozen_stages,
+                         norm_eval=norm_eval, with_cp=with_cp, drop_path_rate=drop_path_rate, init_cfg=init_cfg,
+                         pretrained=pretrained, compile_blocks=compile_blocks)
         norm_cfg = dict(type='BN', requires_grad=True) if norm_cfg is None else norm_cfg
         if not isinstance(norm_cfg, dict) or 'type' not in norm_cfg:
             raise ValueError(f"norm_cfg must be a dict with a 'type' (e.g. dict(type='SyncBN')), got {norm_cfg!r}")
@@ -222,19 +226,20 @@ class ShuffleTransformer(VisionBackbone):
             raise ValueError(f'window_size must be an odd positive int (the neighbour-window conv keeps the '
                              f'map size only for odd kernels), got {window_size!r}')
         embed_dims, depths, num_heads = self.arch['embed_dims'], self.arch['depths'], self.arch['num_heads']
-        if len(depths) != 4 or any(d < 2 or d % 2 for d in depths):
-            raise ValueError(f"arch['depths'] must be 4 even positive ints (blocks come in pairs), got {depths!r}")
-        self.num_features = tuple(embed_dims * 2 ** i for i in range(4))
-        if len(num_heads) != 4 or any(c % h for c, h in zip(self.num_features, num_heads)):
-            raise ValueError(f"arch['num_heads'] must be 4 ints dividing the stage channels "
+        if len(depths) != NUM_STAGES or any(d < 2 or d % 2 for d in depths):
+            raise ValueError(f"arch['depths'] must be {NUM_STAGES} even positive ints (blocks come in pairs), "
+                             f'got {depths!r}')
+        self.num_features = stage_channels(embed_dims)
+        if len(num_heads) != NUM_STAGES or any(c % h for c, h in zip(self.num_features, num_heads)):
+            raise ValueError(f"arch['num_heads'] must be {NUM_STAGES} ints dividing the stage channels "
                              f'{self.num_features}, got {num_heads!r}')
+        settings = BlockSettings(mlp_ratio=mlp_ratio, qkv_bias=False, drop=drop_rate)  # official: no qkv bias
         self.to_token = ConvStem(in_channels, embed_dims, norm_cfg)
-        for i in range(4):
+        for i in range(NUM_STAGES):
             self.add_module(f'stage{i + 1}', ShuffleStage(
-                self.num_features[max(i - 1, 0)], self.num_features[i], depths[i], num_heads[i], window_size,
-                mlp_ratio, norm_cfg, drop_rate, drop_path_rate * i / 3))
-        self.reset_parameters()
-        self.freeze_stages()
+                in_dim=self.num_features[max(i - 1, 0)], dim=self.num_features[i], depth=depths[i],
+                num_heads=num_heads[i], window_size=window_size, settings=settings, norm_cfg=norm_cfg,
+                drop_path=drop_path_rate * i / (NUM_STAGES - 1)))
 
     def stage(self, index: int) -> ShuffleStage:
         """Stage ``index`` (0-based; the official ``stage{index + 1}``)."""
@@ -252,18 +257,18 @@ class ShuffleTransformer(VisionBackbone):
             elif isinstance(module, ShuffleAttention):
                 nn.init.trunc_normal_(module.relative_position_bias_table, std=0.02)
 
-    def stage_modules(self, index: int) -> list[nn.Module]:
-        return [self.to_token] if index == 0 else [self.stage(index - 1)]
+    @property
+    def stem(self) -> nn.Module:
+        return self.to_token
 
-    def forward_features(self, x: Tensor) -> list[Tensor | None]:
-        x = self.to_token(x)
-        outs: list[Tensor | None] = []
-        for i in range(4):
-            x = self.stage(i)(x, self.run_block)
-            outs.append(x if i in self.out_indices else None)
-            if i == self.out_indices[-1]:
-                break
-        return outs
+    def stage_parts(self, index: int) -> list[nn.Module]:
+        return [self.stage(index)]  # its patch merging included
+
+    def forward_stage(self, index: int, x: Tensor) -> tuple[Tensor, Tensor]:
+        if index == 0:
+            x = self.to_token(x)
+        x = self.stage(index)(x, self.run_block)
+        return x, x  # NCHW throughout
 
 
 # ---- weight conversion --------------------------------------------------------------------------

@@ -14,19 +14,19 @@ from typing import Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..base import StagedBackbone
+from ..base import ALL_STAGES, NUM_STAGES, SWIN_NO_DECAY, StagedBackbone, stage_channels, swin_recipes
 from ..convert import (FamilyConverter, SourceFormat, StateDict, drop, register_converter, rename,
                        resize_relative_position_table)
-from ..layers import (DropPath, Mlp, PatchEmbed, WindowGrid, drop_path_rates, pad_to_multiple,
+from ..layers import (BlockSettings, PatchEmbed, PatchMerging, PreNormBlock, WindowGrid, drop_path_rates,
                       relative_position_bias, window_attention, window_grid)
 from ..registry import MODELS
 
 
 class WindowAttention(nn.Module):
-    """Multi-head self-attention inside windows with a learned relative position bias.
+    """Multi-head self-attention inside (shifted) windows with a learned relative position bias.
 
-    The projections ``qkv`` and ``proj`` are applied by `SwinBlock` on the real tokens only; this
-    module attends within windows: ``[B * nW, N, 3C]`` (+ a ``[nW, N, N]`` mask) -> ``[B * nW, N, C]``.
+    ``[B, H, W, C]`` (+ the stage's `WindowGrid`) -> same shape. The projections ``qkv`` and ``proj`` run on the
+    real tokens; only the attention itself sees the padded, shifted windows.
     """
 
     def __init__(self, dim: int, num_heads: int, window_size: int, qkv_bias: bool = True,
@@ -39,51 +39,23 @@ class WindowAttention(nn.Module):
         self.attn_drop = attn_drop
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, qkv: Tensor, mask: Tensor | None) -> Tensor:
+    def forward(self, x: Tensor, grid: WindowGrid) -> Tensor:
         bias = relative_position_bias(self.relative_position_bias_table, self.window)
-        return window_attention(qkv, self.num_heads, bias, mask, self.attn_drop, self.training)
+        windows = window_attention(grid.partition(self.qkv(x)), self.num_heads, bias, grid.mask, self.attn_drop,
+                                   self.training)
+        return self.proj(grid.reverse(windows))
 
 
-class SwinBlock(nn.Module):
-    """Pre-norm block: (shifted) window attention, then MLP. ``[B, H, W, C]`` -> same shape.
+class SwinBlock(PreNormBlock):
+    """Pre-norm block: (shifted) window attention, then MLP. ``[B, H, W, C]`` -> same shape."""
 
-    Only the attention itself sees the padded, shifted windows (`WindowGrid`); the projections and
-    the MLP run on the real tokens.
-    """
-
-    def __init__(self, dim: int, num_heads: int, window_size: int, shift_size: int, mlp_ratio: float,
-                 qkv_bias: bool, drop: float, attn_drop: float, drop_path: float) -> None:
-        super().__init__()
+    def __init__(self, dim: int, num_heads: int, window_size: int, shift_size: int, settings: BlockSettings,
+                 drop_path: float) -> None:
+        super().__init__(dim=dim, attn=WindowAttention(dim=dim, num_heads=num_heads, window_size=window_size,
+                                                       qkv_bias=settings.qkv_bias, attn_drop=settings.attn_drop),
+                         settings=settings, drop_path=drop_path)
         self.window = (window_size, window_size)
         self.shift = (shift_size, shift_size)
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = WindowAttention(dim, num_heads, window_size, qkv_bias, attn_drop)
-        self.drop = nn.Dropout(drop)
-        self.drop_path = DropPath(drop_path)
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
-
-    def forward(self, x: Tensor, grid: WindowGrid) -> Tensor:
-        # One expression, so the window tensors are freed before the MLP runs.
-        x = x + self.drop_path(self.drop(self.attn.proj(
-            grid.reverse(self.attn(grid.partition(self.attn.qkv(self.norm1(x))), grid.mask)))))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
-
-
-class PatchMerging(nn.Module):
-    """Concatenates each 2x2 neighbourhood, LayerNorm, linear 4C -> 2C. ``[B, H, W, C]`` -> ``[B, ceil(H/2), ceil(W/2), 2C]``."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.norm = nn.LayerNorm(4 * dim)
-        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        H, W = x.shape[1:3]
-        x = pad_to_multiple(x, 2, channels_last=True)
-        # Official channel order: offsets (0,0), (1,0), (0,1), (1,1) as (row, column).
-        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1)
-        return self.reduction(self.norm(x))
 
 
 class SwinStage(nn.Module):
@@ -92,13 +64,13 @@ class SwinStage(nn.Module):
     The two window grids (regular, shifted: gather indices and masks) are cached per map shape.
     """
 
-    def __init__(self, dim: int, depth: int, num_heads: int, window_size: int, mlp_ratio: float,
-                 qkv_bias: bool, drop: float, attn_drop: float, drop_paths: Sequence[float],
-                 downsample: bool) -> None:
+    def __init__(self, dim: int, depth: int, num_heads: int, window_size: int, settings: BlockSettings,
+                 drop_paths: Sequence[float], downsample: bool) -> None:
         super().__init__()
         self.blocks = nn.ModuleList([
-            SwinBlock(dim, num_heads, window_size, 0 if i % 2 == 0 else window_size // 2, mlp_ratio,
-                      qkv_bias, drop, attn_drop, drop_paths[i]) for i in range(depth)])
+            SwinBlock(dim=dim, num_heads=num_heads, window_size=window_size,
+                      shift_size=0 if i % 2 == 0 else window_size // 2, settings=settings, drop_path=drop_paths[i])
+            for i in range(depth)])
         self.downsample = PatchMerging(dim) if downsample else None
 
     def forward(self, x: Tensor, run_block: Callable[..., Tensor]) -> Tensor:
@@ -117,6 +89,7 @@ class SwinTransformer(StagedBackbone):
         arch: ``'tiny'``, ``'small'``, ``'base'``, ``'large'`` or a dict with ``embed_dims``,
             ``depths`` and ``num_heads``.
         window_size: 7 for the 224 checkpoints, 12 for the 384 ones (converted tables are resized).
+        mlp_ratio, qkv_bias, drop_rate, attn_drop_rate: see `BlockSettings`.
         drop_path_rate: stochastic depth, linear over all blocks (official dense default 0.2).
         Others: see `VisionBackbone`.
     """
@@ -128,42 +101,38 @@ class SwinTransformer(StagedBackbone):
         'large': dict(embed_dims=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48)),
     }
     variants = {'swin_t': 'tiny', 'swin_s': 'small', 'swin_b': 'base', 'swin_l': 'large'}
+    # SwinTransformer/Swin-Transformer-Object-Detection configs/swin/mask_rcnn_swin_*_adamw_*x_coco.py and
+    # Swin-Transformer-Semantic-Segmentation configs/swin/upernet_swin_*_512x512_160k_ade20k.py.
+    recipes = swin_recipes(no_decay=('absolute_pos_embed', *SWIN_NO_DECAY))
 
     def __init__(self, arch: str | dict = 'tiny', in_channels: int = 3, window_size: int = 7,
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_rate: float = 0.0,
                  attn_drop_rate: float = 0.0, drop_path_rate: float = 0.2,
-                 out_indices: Sequence[int] = (0, 1, 2, 3), frozen_stages: int = -1,
+                 out_indices: Sequence[int] = ALL_STAGES, frozen_stages: int = -1,
                  norm_eval: bool = False, with_cp: bool = False, init_cfg: dict | None = None,
                  pretrained: str | None = None, compile_blocks: bool | dict = False) -> None:
-        super().__init__(arch, in_channels, out_indices, frozen_stages, norm_eval, with_cp, drop_path_rate,
-                         init_cfg, pretrained=pretrained, compile_blocks=compile_blocks)
+        super().__init__(arch=arch, in_channels=in_channels, out_indices=out_indices, frozen_stages=frozen_stages,
+                         norm_eval=norm_eval, with_cp=with_cp, drop_path_rate=drop_path_rate, init_cfg=init_cfg,
+                         pretrained=pretrained, compile_blocks=compile_blocks)
         if window_size < 2:
             raise ValueError(f'window_size must be >= 2, got {window_size!r}')
-        build_swin_layout(self, in_channels, drop_rate, lambda i, dim, depth, heads, drop_paths: SwinStage(
-            dim, depth, heads, window_size, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, drop_paths,
-            downsample=i < 3))
+        embed_dims, depths, num_heads = self.arch['embed_dims'], self.arch['depths'], self.arch['num_heads']
+        settings = BlockSettings(mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop=drop_rate, attn_drop=attn_drop_rate)
+        self.num_features = stage_channels(embed_dims)
+        self.patch_embed = PatchEmbed(in_channels, embed_dims, patch_size=4)
+        self.pos_drop = nn.Dropout(drop_rate)
+        drop_paths = drop_path_rates(depths, drop_path_rate)
+        self.layers = nn.ModuleList([
+            SwinStage(dim=self.num_features[i], depth=depths[i], num_heads=num_heads[i], window_size=window_size,
+                      settings=settings, drop_paths=drop_paths[i], downsample=i < NUM_STAGES - 1)
+            for i in range(NUM_STAGES)])
+        self.add_output_norms()
 
-
-def build_swin_layout(model: StagedBackbone, in_channels: int, drop_rate: float,
-                      make_stage: Callable[[int, int, int, int, Sequence[float]], nn.Module]) -> None:
-    """Swin's macro design on ``model`` (shared with GG-Transformer): a 4x4 patch embedding, the four stages
-    ``make_stage(index, dim, depth, heads, drop_paths)`` with channels doubling, one LayerNorm per output,
-    Swin's initialisation (truncated normal linears and bias tables), then the frozen stages frozen."""
-    embed_dims, depths, num_heads = model.arch['embed_dims'], model.arch['depths'], model.arch['num_heads']
-    model.num_features = tuple(embed_dims * 2 ** i for i in range(4))
-    model.patch_embed = PatchEmbed(in_channels, embed_dims, patch_size=4)
-    model.pos_drop = nn.Dropout(drop_rate)
-    drop_paths = drop_path_rates(depths, model.drop_path_rate)
-    model.layers = nn.ModuleList([make_stage(i, model.num_features[i], depths[i], num_heads[i], drop_paths[i])
-                                  for i in range(4)])
-    for i in model.out_indices:
-        model.add_module(f'norm{i}', nn.LayerNorm(model.num_features[i]))
-    model.reset_parameters()
-    for stage in model.layers:
-        for block in stage.blocks:
-            if block.attn.relative_position_bias_table is not None:  # GG's Glance has none by default
-                nn.init.trunc_normal_(block.attn.relative_position_bias_table, std=0.02)
-    model.freeze_stages()
+    def reset_parameters(self) -> None:
+        """Swin's: truncated normal (std 0.02) linears and bias tables."""
+        super().reset_parameters()
+        for block in self.blocks():
+            nn.init.trunc_normal_(block.attn.relative_position_bias_table, std=0.02)
 
 
 # ---- weight conversion --------------------------------------------------------------------------

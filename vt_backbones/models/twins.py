@@ -36,14 +36,15 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 from typing import Mapping, Sequence
 
 from torch import Tensor, nn
 
-from ..base import VisionBackbone
+from ..base import ALL_STAGES, NUM_STAGES, Recipe, VisionBackbone
 from ..convert import FamilyConverter, SourceFormat, StateDict, drop, register_converter, rename
-from ..layers import (ConvPositionEncoding, DropPath, Mlp, PatchEmbed, WindowGrid, attention, bhwc_to_nchw,
-                      drop_path_rates, pad_to_multiple, window_attention, window_grid)
+from ..layers import (BlockSettings, ConvPositionEncoding, PatchEmbed, PreNormBlock, WindowGrid, attention,
+                      bhwc_to_nchw, drop_path_rates, pad_to_multiple, window_attention, window_grid)
 from ..registry import MODELS
 
 BLOCK_NORM_EPS = 1e-6  # official norm_layer=partial(nn.LayerNorm, eps=1e-6) (blocks, SVT output norms)
@@ -122,65 +123,65 @@ class PositionEncodingGenerator(ConvPositionEncoding):
         self.proj = nn.Sequential(self.proj)
 
 
-class TwinsBlock(nn.Module):
-    """Pre-norm block: GSA (``window_size=None``) or LSA, then MLP, each with drop path. ``[B, H, W, C]``."""
+class TwinsBlock(PreNormBlock):
+    """Pre-norm block: GSA (``window_size=None``) or LSA, then MLP, each with drop path. ``[B, H, W, C]``
+    (+ the stage's `WindowGrid` for LSA)."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, sr_ratio: int, window_size: int | None,
-                 qkv_bias: bool, drop: float, attn_drop: float, drop_path: float) -> None:
-        super().__init__()
+    def __init__(self, dim: int, num_heads: int, sr_ratio: int, window_size: int | None, settings: BlockSettings,
+                 drop_path: float) -> None:
+        attn: nn.Module = (
+            GlobalSubsampledAttention(dim=dim, num_heads=num_heads, sr_ratio=sr_ratio, qkv_bias=settings.qkv_bias,
+                                      attn_drop=settings.attn_drop) if window_size is None
+            else LocallyGroupedAttention(dim=dim, num_heads=num_heads, window_size=window_size,
+                                         qkv_bias=settings.qkv_bias, attn_drop=settings.attn_drop))
+        super().__init__(dim=dim, attn=attn, settings=settings, drop_path=drop_path)
         self.window_size = window_size
-        self.norm1 = nn.LayerNorm(dim, eps=BLOCK_NORM_EPS)
-        self.attn: nn.Module = (
-            GlobalSubsampledAttention(dim, num_heads, sr_ratio, qkv_bias, attn_drop) if window_size is None
-            else LocallyGroupedAttention(dim, num_heads, window_size, qkv_bias, attn_drop))
-        self.drop = nn.Dropout(drop)  # the official proj_drop
-        self.drop_path = DropPath(drop_path)
-        self.norm2 = nn.LayerNorm(dim, eps=BLOCK_NORM_EPS)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
-
-    def forward(self, x: Tensor, grid: WindowGrid | None = None) -> Tensor:
-        y = self.norm1(x)
-        y = self.attn(y) if self.window_size is None else self.attn(y, grid)
-        x = x + self.drop_path(self.drop(y))
-        del y  # not alive during the MLP (its widest activations)
-        return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
 class _Twins(VisionBackbone):
     """The parts PCPVT and SVT share (see the module docstring). Key names are the official ones."""
 
     output_norms: bool = False
+    recipes = {
+        # Meituan-AutoML/Twins detection: 1x is the "PVT setting", 3x the "Swin setting".
+        'mmdet': Recipe(lr=2e-4, weight_decay=1e-4),
+        'mmdet_3x': Recipe(lr=1e-4, weight_decay=0.05, no_decay=('pos_block', 'norm')),
+        # Meituan-AutoML/Twins segmentation configs.
+        'mmseg': Recipe(lr=6e-5, weight_decay=0.01, no_decay=('pos_block', 'norm')),
+    }
 
     def __init__(self, arch: str | dict, in_channels: int = 3, qkv_bias: bool = True, drop_rate: float = 0.0,
                  attn_drop_rate: float = 0.0, drop_path_rate: float = 0.2,
-                 out_indices: Sequence[int] = (0, 1, 2, 3), frozen_stages: int = -1, norm_eval: bool = False,
+                 out_indices: Sequence[int] = ALL_STAGES, frozen_stages: int = -1, norm_eval: bool = False,
                  with_cp: bool = False, init_cfg: dict | None = None,
                  pretrained: str | None = None, compile_blocks: bool | dict = False) -> None:
-        super().__init__(arch, in_channels, out_indices, frozen_stages, norm_eval, with_cp, drop_path_rate,
-                         init_cfg, pretrained=pretrained, compile_blocks=compile_blocks)
+        super().__init__(arch=arch, in_channels=in_channels, out_indices=out_indices, frozen_stages=frozen_stages,
+                         norm_eval=norm_eval, with_cp=with_cp, drop_path_rate=drop_path_rate, init_cfg=init_cfg,
+                         pretrained=pretrained, compile_blocks=compile_blocks)
         a = self.arch
         for key in self.arch_settings[next(iter(self.arch_settings))]:
-            if len(a[key]) != 4 or any(not isinstance(v, (int, float)) or v < 1 for v in a[key]):
-                raise ValueError(f'arch[{key!r}] must have 4 positive entries (one per stage), got {a[key]!r}')
+            if len(a[key]) != NUM_STAGES or any(not isinstance(v, (int, float)) or v < 1 for v in a[key]):
+                raise ValueError(f'arch[{key!r}] must have {NUM_STAGES} positive entries (one per stage), '
+                                 f'got {a[key]!r}')
         dims = tuple(a['embed_dims'])
+        settings = BlockSettings(qkv_bias=qkv_bias, drop=drop_rate, attn_drop=attn_drop_rate, norm_eps=BLOCK_NORM_EPS)
         self.num_features = dims
         self.patch_embeds = nn.ModuleList([
             PatchEmbed(in_channels if i == 0 else dims[i - 1], dims[i], patch_size=4 if i == 0 else 2)
-            for i in range(4)])
+            for i in range(NUM_STAGES)])
         self.pos_drop = nn.Dropout(drop_rate)
         drop_paths = drop_path_rates(a['depths'], drop_path_rate)
         self.blocks = nn.ModuleList([
             nn.ModuleList([
-                TwinsBlock(dims[i], a['num_heads'][i], a['mlp_ratios'][i], a['sr_ratios'][i],
-                           self.window_size(i, j), qkv_bias, drop_rate, attn_drop_rate, drop_paths[i][j])
+                TwinsBlock(dim=dims[i], num_heads=a['num_heads'][i], sr_ratio=a['sr_ratios'][i],
+                           window_size=self.window_size(i, j),
+                           settings=replace(settings, mlp_ratio=a['mlp_ratios'][i]), drop_path=drop_paths[i][j])
                 for j in range(a['depths'][i])])
-            for i in range(4)])
+            for i in range(NUM_STAGES)])
         self.pos_block = nn.ModuleList([PositionEncodingGenerator(d) for d in dims])
         if self.output_norms:  # SVT: in the trunk (the next stage reads the normed map), so all four
-            for i in range(4):
+            for i in range(NUM_STAGES):
                 self.add_module(f'norm{i}', nn.LayerNorm(dims[i], eps=BLOCK_NORM_EPS))
-        self.reset_parameters()
-        self.freeze_stages()
 
     def window_size(self, stage: int, index: int) -> int | None:
         """LSA window of block ``index`` of ``stage``, or ``None`` for GSA."""
@@ -196,37 +197,30 @@ class _Twins(VisionBackbone):
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
 
-    def stage_modules(self, index: int) -> list[nn.Module]:
-        if index == 0:
-            return [self.patch_embeds[0]]
-        stage = index - 1
-        modules: list[nn.Module] = [self.blocks[stage], self.pos_block[stage]]
-        if stage > 0:
-            modules.insert(0, self.patch_embeds[stage])
-        if hasattr(self, f'norm{stage}'):
-            modules.append(getattr(self, f'norm{stage}'))
-        return modules
+    @property
+    def stem(self) -> nn.Module:
+        return self.patch_embeds[0]
 
-    def forward_features(self, x: Tensor) -> list[Tensor | None]:
-        outs: list[Tensor | None] = []
-        for i in range(4):
-            if i > 0:
-                x = x.permute(0, 3, 1, 2)  # the patch embedding convolves NCHW
-            x = self.pos_drop(self.patch_embeds[i](x))  # [B, H_i, W_i, C_i]
-            H, W = x.shape[1:3]
-            grids = {b.window_size: window_grid(H, W, (b.window_size,) * 2, (0, 0), x.device)  # cached per shape
-                     for b in self.blocks[i] if b.window_size is not None}
-            for j, block in enumerate(self.blocks[i]):
-                x = self.run_block(block, x, grids.get(block.window_size))
-                if j == 0:
-                    x = self.pos_block[i](x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-            norm = getattr(self, f'norm{i}', None)
-            if norm is not None:
-                x = norm(x)  # as the official dense SVT: the output norm also feeds the next stage
-            outs.append(bhwc_to_nchw(x) if i in self.out_indices else None)
-            if i == self.out_indices[-1]:
-                break
-        return outs
+    def stage_parts(self, index: int) -> list[nn.Module]:
+        downsample = [self.patch_embeds[index]] if index > 0 else []
+        return downsample + [self.blocks[index], self.pos_block[index]]
+
+    def forward_stage(self, index: int, x: Tensor) -> tuple[Tensor, Tensor]:
+        if index > 0:
+            x = x.permute(0, 3, 1, 2)  # the patch embedding convolves NCHW
+        x = self.pos_drop(self.patch_embeds[index](x))  # [B, H_i, W_i, C_i]
+        H, W = x.shape[1:3]
+        grids = {b.window_size: window_grid(H, W, (b.window_size,) * 2, (0, 0), x.device)  # cached per shape
+                 for b in self.blocks[index] if b.window_size is not None}
+        for j, block in enumerate(self.blocks[index]):
+            context = () if block.window_size is None else (grids[block.window_size],)
+            x = self.run_block(block, x, *context)
+            if j == 0:
+                x = self.pos_block[index](x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        norm = self.output_norm(index)
+        if norm is not None:
+            x = norm(x)  # as the official dense SVT: the output norm also feeds the next stage
+        return x, bhwc_to_nchw(x)
 
 
 @MODELS.register_module()
@@ -339,7 +333,8 @@ def _from_mmpretrain(sd: StateDict) -> tuple[StateDict, dict[str, str]]:
 
 
 def _stage_depths(sd: Mapping[str, Tensor]) -> tuple[int, ...]:
-    return tuple(sum(1 for k in sd if re.fullmatch(rf'blocks\.{i}\.\d+\.norm1\.weight', k)) for i in range(4))
+    return tuple(sum(1 for k in sd if re.fullmatch(rf'blocks\.{i}\.\d+\.norm1\.weight', k))
+                 for i in range(NUM_STAGES))
 
 
 def _guesser(cls: type[_Twins]):
