@@ -1,9 +1,9 @@
 """Every config under configs/ (except _base_) loads, names a vt_backbones backbone, builds and follows its recipe.
 
 Configs are found on disk, so configs added later for other families are built too. Every registered variant must
-have its three recipe configs; their optimizer must be the family's ``recipes`` (registered with the family class,
-a family without one fails) and their drop path the published one where ``DROP_PATH`` lists it; the schedule, batch and crop
-facts hold for every recipe config; demo configs (configs/demo/) are only loaded and built.
+have its three recipe configs; their optimizer must be the family's ``recipes`` (registered with the family
+class, a family without one fails) and their drop path the published one where ``DROP_PATH`` lists it; the
+schedule, batch and crop facts hold for every recipe config; demo configs (configs/demo/) are only loaded and built.
 No forward passes; the models are built on the meta device (structure only) except for the optimizer test.
 """
 from __future__ import annotations

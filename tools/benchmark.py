@@ -59,8 +59,8 @@ activations, workspaces and, for fwd+bwd, the parameter gradients, set to None b
         page-granular growth mixes in unrelated allocations. Offered as a cross-check only.
     (``tracemalloc`` sees Python objects only, not tensor storage.)
 
-References come from the table `REFERENCES` (reference name -> family class name -> builder), which
-later families extend with one entry per installed reference implementation.
+References come from the table `REFERENCES` (reference name -> family class name -> builder), collected from
+the families' ``reference_builders`` (each family registers its own in its file).
 """
 from __future__ import annotations
 
@@ -161,88 +161,6 @@ class BuildOptions:
     with_cp: bool
 
 
-class FeaturesAsNCHW(nn.Module):
-    """Wraps a feature extractor into the NCHW tuple contract, converting channels-last maps (as
-    ours are contiguous NCHW, so that both do the same work)."""
-
-    def __init__(self, inner: nn.Module, channels: Sequence[int], fmt: str | None) -> None:
-        super().__init__()
-        self.inner = inner
-        self.channels = tuple(channels)
-        self.fmt = fmt  # 'NCHW' / 'NHWC' when the extractor says, else decided from the shapes
-
-    def _is_nhwc(self, f: Tensor, channels: int) -> bool:
-        if self.fmt is not None:
-            return self.fmt == 'NHWC'
-        return f.shape[-1] == channels and f.shape[1] != channels
-
-    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
-        return tuple(f.permute(0, 3, 1, 2).contiguous() if self._is_nhwc(f, c) else f
-                     for f, c in zip(self.inner(x), self.channels))
-
-
-def _swin_config(ours: nn.Module) -> dict[str, Any]:
-    """The hyper-parameters of one of our SwinTransformer instances, read from ``arch`` and from the
-    parameters under their checkpoint names (stable, the weight converter relies on them), not from
-    module internals."""
-    params = dict(ours.named_parameters())
-    block = 'layers.0.blocks.0.'
-    table_rows = params[block + 'attn.relative_position_bias_table'].shape[0]  # (2 * window - 1) ** 2
-    window = (math.isqrt(table_rows) + 1) // 2
-    fc1 = params[block + 'mlp.fc1.weight']  # [hidden, dim]
-    return dict(embed_dims=ours.arch['embed_dims'], depths=tuple(ours.arch['depths']),
-                num_heads=tuple(ours.arch['num_heads']), window_size=window,
-                mlp_ratio=fc1.shape[0] / fc1.shape[1], qkv_bias=block + 'attn.qkv.bias' in params,
-                out_indices=tuple(ours.out_indices))
-
-
-def _openmmlab_swin(module: str) -> Callable[[str, nn.Module, BuildOptions], nn.Module]:
-    """mmdet's / mmseg's ``SwinTransformer`` (the same code in both) with our model's configuration."""
-
-    def build(variant: str, ours: nn.Module, opts: BuildOptions) -> nn.Module:
-        import importlib
-        cls = importlib.import_module(module).SwinTransformer
-        cfg = _swin_config(ours)
-        mlp_ratio = cfg.pop('mlp_ratio')
-        return cls(**cfg, mlp_ratio=int(mlp_ratio) if float(mlp_ratio).is_integer() else mlp_ratio,
-                   drop_rate=0.0, attn_drop_rate=0.0, drop_path_rate=opts.drop_path_rate,
-                   with_cp=opts.with_cp, init_cfg=None)
-
-    return build
-
-
-_TIMM_SWIN = {'swin_t': 'swin_tiny_patch4_window7_224', 'swin_s': 'swin_small_patch4_window7_224',
-              'swin_b': 'swin_base_patch4_window7_224', 'swin_l': 'swin_large_patch4_window7_224'}
-
-
-def _timm_swin(variant: str, ours: nn.Module, opts: BuildOptions) -> nn.Module:
-    import timm
-    if variant not in _TIMM_SWIN:
-        raise KeyError(f'no timm model mapped for {variant!r} (known: {sorted(_TIMM_SWIN)})')
-    model = timm.create_model(_TIMM_SWIN[variant], pretrained=False, features_only=True,
-                              out_indices=tuple(ours.out_indices), img_size=opts.size,
-                              drop_path_rate=opts.drop_path_rate)
-    if opts.with_cp:
-        model.set_grad_checkpointing(True)
-    fmt = getattr(model, 'output_fmt', None)  # timm >= 0.9 feature wrappers; Swin's are often NHWC
-    fmt = str(getattr(fmt, 'value', fmt)) if fmt is not None else None
-    return FeaturesAsNCHW(model, model.feature_info.channels(), fmt if fmt in ('NCHW', 'NHWC') else None)
-
-
-def _mmseg_twins(variant: str, ours: nn.Module, opts: BuildOptions) -> nn.Module:
-    """mmseg's ``PCPVT`` / ``SVT`` with our model's configuration (mmseg spells one argument ``windiow_sizes``)."""
-    from mmseg.models.backbones import PCPVT, SVT
-    if opts.with_cp:
-        raise ValueError("mmseg's Twins has no with_cp")
-    a = ours.arch
-    kw = dict(embed_dims=list(a['embed_dims']), num_heads=list(a['num_heads']), mlp_ratios=list(a['mlp_ratios']),
-              depths=list(a['depths']), sr_ratios=list(a['sr_ratios']), qkv_bias=True, drop_rate=0.0,
-              attn_drop_rate=0.0, drop_path_rate=opts.drop_path_rate, out_indices=tuple(ours.out_indices))
-    if type(ours).__name__ == 'SVT':
-        return SVT(**kw, windiow_sizes=list(a['window_sizes']), norm_after_stage=True)
-    return PCPVT(**kw, norm_after_stage=False)
-
-
 @dataclass
 class ReferenceSource:
     package: str  # import name: the reference exists only if it imports
@@ -250,14 +168,23 @@ class ReferenceSource:
     note: str = ''
 
 
+#: How to install a reference package, where it is not obvious.
+REFERENCE_NOTES = {'timm': 'pip install timm (it pulls torchvision, so install it only where that is wanted)'}
+
+
+def collect_references() -> dict[str, ReferenceSource]:
+    """Reference name (its package's import name) -> the families' builders of the counterpart of our model,
+    from each family's ``reference_builders`` (in the order the families list them)."""
+    references: dict[str, ReferenceSource] = {}
+    for family in vt_backbones.families():
+        for name, builder in family.reference_builders.items():
+            references.setdefault(name, ReferenceSource(name, {}, REFERENCE_NOTES.get(name, '')))
+            references[name].builders[family.__name__] = builder
+    return references
+
+
 #: reference name -> where it comes from and, per family, how to build the counterpart of our model.
-REFERENCES: dict[str, ReferenceSource] = {
-    'mmdet': ReferenceSource('mmdet', {'SwinTransformer': _openmmlab_swin('mmdet.models.backbones')}),
-    'mmseg': ReferenceSource('mmseg', {'SwinTransformer': _openmmlab_swin('mmseg.models.backbones'),
-                                       'PCPVT': _mmseg_twins, 'SVT': _mmseg_twins}),
-    'timm': ReferenceSource('timm', {'SwinTransformer': _timm_swin},
-                            note='pip install timm (it pulls torchvision, so install it only where that is wanted)'),
-}
+REFERENCES: dict[str, ReferenceSource] = collect_references()
 
 
 def package_version(package: str) -> str | None:
@@ -985,7 +912,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             if family not in source.builders:
                 have = sorted(r for r, s in REFERENCES.items() if family in s.builders)
                 known = (f'known references for {family}: {", ".join(have)}' if have else
-                         f'REFERENCES in tools/benchmark.py has no entry for {family} yet')
+                         f'{family}.reference_builders is empty')
                 parser.error(f'argument --reference: no {args.reference} reference for {name} ({family}); '
                              f'{known}; or use --reference none or one of our models')
     return args

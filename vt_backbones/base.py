@@ -96,6 +96,12 @@ def swin_recipes(no_decay: tuple[str, ...]) -> dict[str, Recipe]:
             'mmseg': Recipe(lr=6e-5, weight_decay=0.01, no_decay=no_decay)}
 
 
+#: Builds the counterpart of one of our models in another library, for ``tools/benchmark.py --reference``:
+#: ``builder(variant, ours, options)`` -> a module whose forward returns the same NCHW maps as ours
+#: (``options``: ``size``, ``drop_path_rate``, ``with_cp``).
+ReferenceBuilder = Callable[[str, nn.Module, Any], nn.Module]
+
+
 # Graphs one compiled block class may hold: one per block configuration (stage width, heads, shift, ...) and
 # per mode (train / eval, autocast dtype); dynamo's default of 8 would silently fall back to eager.
 BLOCK_RECOMPILE_LIMIT = 64
@@ -148,6 +154,8 @@ class VisionBackbone(BaseModule):
     #: the optimizer recipe of its configs per task: ``'mmdet'``, ``'mmseg'`` and, where the 3x schedule
     #: differs, ``'mmdet_3x'``; families fill it in (a test fails for a family without one).
     recipes: dict[str, Recipe] = {}
+    #: reference name (the import name of its package: ``'mmdet'``, ``'timm'``...) -> `ReferenceBuilder`
+    reference_builders: dict[str, ReferenceBuilder] = {}
     #: channels of the ``NUM_STAGES`` stages; set by the family's ``__init__``.
     num_features: tuple[int, ...]
 

@@ -280,8 +280,8 @@ class CoaT(VisionBackbone):
                       crpe_windows=windows)
             for i in range(NUM_STAGES)])
         self.parallel_blocks = nn.ModuleList([
-            ParallelBlock(dim=dims[1], num_heads=a['num_heads'], settings=replace(settings, mlp_ratio=a['mlp_ratios'][1]),
-                          drop_path=drop_path_rate)
+            ParallelBlock(dim=dims[1], num_heads=a['num_heads'],
+                          settings=replace(settings, mlp_ratio=a['mlp_ratios'][1]), drop_path=drop_path_rate)
             for _ in range(a['parallel_depth'])])
 
     @property

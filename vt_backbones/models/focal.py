@@ -56,9 +56,9 @@ from torch import Tensor, nn
 
 from ..base import ALL_STAGES, NUM_STAGES, SWIN_NO_DECAY, StagedBackbone, stage_channels, swin_recipes
 from ..convert import FamilyConverter, SourceFormat, StateDict, drop, register_converter, rename
-from ..layers import (MASKED, BlockSettings, DropPath, Mlp, PatchEmbed, WindowGrid, attention, bhwc_to_nchw, cached_per_shape,
-                      ceil_div, drop_path_rates, pad_hw, relative_position_bias, remainder, window_attn_mask,
-                      window_grid)
+from ..layers import (MASKED, BlockSettings, DropPath, Mlp, PatchEmbed, WindowGrid, attention, bhwc_to_nchw,
+                      cached_per_shape, ceil_div, drop_path_rates, pad_hw, relative_position_bias, remainder,
+                      window_attn_mask, window_grid)
 from ..registry import MODELS
 
 

@@ -43,8 +43,8 @@ from torch import Tensor, nn
 
 from ..base import ALL_STAGES, NUM_STAGES, SWIN_NO_DECAY, VisionBackbone, stage_channels, swin_recipes
 from ..convert import FamilyConverter, SourceFormat, StateDict, drop, register_converter, resize_relative_position_table
-from ..layers import (BlockSettings, DropPath, WindowGrid, pad_to_multiple, relative_position_bias, spanning_window_grid,
-                      window_attention, window_grid)
+from ..layers import (BlockSettings, DropPath, WindowGrid, pad_to_multiple, relative_position_bias,
+                      spanning_window_grid, window_attention, window_grid)
 from ..registry import MODELS
 
 STEM_CHANNELS = 32  # official token_dim
@@ -137,7 +137,8 @@ class ShuffleBlock(nn.Module):
 
 
 class NormConvMerging(nn.Module):
-    """The official ``PatchMerging`` of Shuffle Transformer: BN, then a 2x2 stride-2 conv. ``[B, C, H, W]`` -> ``[B, C_out, ceil(H / 2), ceil(W / 2)]``."""
+    """Shuffle Transformer's (official name ``PatchMerging``): BN, then a 2x2 stride-2 conv.
+    ``[B, C, H, W]`` -> ``[B, C_out, ceil(H / 2), ceil(W / 2)]``."""
 
     def __init__(self, dim: int, out_dim: int, norm_cfg: dict) -> None:
         super().__init__()

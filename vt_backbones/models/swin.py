@@ -8,8 +8,10 @@ Only the attention sees padding: the projections and the MLP run on the real tok
 """
 from __future__ import annotations
 
+import importlib
+import math
 import re
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -197,3 +199,75 @@ register_converter(FamilyConverter(
     resizable=resize_relative_position_table,
     new_keys=(r'norm[0-3]\.(weight|bias)',),
 ))
+
+
+# ---- reference implementations (tools/benchmark.py --reference) ---------------------------------------
+class FeaturesAsNCHW(nn.Module):
+    """Wraps a feature extractor into the NCHW tuple contract, converting channels-last maps (as
+    ours are contiguous NCHW, so that both do the same work)."""
+
+    def __init__(self, inner: nn.Module, channels: Sequence[int], fmt: str | None) -> None:
+        super().__init__()
+        self.inner = inner
+        self.channels = tuple(channels)
+        self.fmt = fmt  # 'NCHW' / 'NHWC' when the extractor says, else decided from the shapes
+
+    def _is_nhwc(self, f: Tensor, channels: int) -> bool:
+        if self.fmt is not None:
+            return self.fmt == 'NHWC'
+        return f.shape[-1] == channels and f.shape[1] != channels
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        return tuple(f.permute(0, 3, 1, 2).contiguous() if self._is_nhwc(f, c) else f
+                     for f, c in zip(self.inner(x), self.channels))
+
+
+def _swin_config(ours: nn.Module) -> dict[str, Any]:
+    """The hyper-parameters of one of our SwinTransformer instances, read from ``arch`` and from the
+    parameters under their checkpoint names (stable, the weight converter relies on them), not from
+    module internals."""
+    params = dict(ours.named_parameters())
+    block = 'layers.0.blocks.0.'
+    table_rows = params[block + 'attn.relative_position_bias_table'].shape[0]  # (2 * window - 1) ** 2
+    window = (math.isqrt(table_rows) + 1) // 2
+    fc1 = params[block + 'mlp.fc1.weight']  # [hidden, dim]
+    return dict(embed_dims=ours.arch['embed_dims'], depths=tuple(ours.arch['depths']),
+                num_heads=tuple(ours.arch['num_heads']), window_size=window,
+                mlp_ratio=fc1.shape[0] / fc1.shape[1], qkv_bias=block + 'attn.qkv.bias' in params,
+                out_indices=tuple(ours.out_indices))
+
+
+def _openmmlab_swin(module: str) -> Callable[[str, nn.Module, Any], nn.Module]:
+    """mmdet's / mmseg's ``SwinTransformer`` (the same code in both) with our model's configuration."""
+
+    def build(variant: str, ours: nn.Module, opts: Any) -> nn.Module:
+        cls = importlib.import_module(module).SwinTransformer
+        cfg = _swin_config(ours)
+        mlp_ratio = cfg.pop('mlp_ratio')
+        return cls(**cfg, mlp_ratio=int(mlp_ratio) if float(mlp_ratio).is_integer() else mlp_ratio,
+                   drop_rate=0.0, attn_drop_rate=0.0, drop_path_rate=opts.drop_path_rate,
+                   with_cp=opts.with_cp, init_cfg=None)
+
+    return build
+
+
+_TIMM_SWIN = {'swin_t': 'swin_tiny_patch4_window7_224', 'swin_s': 'swin_small_patch4_window7_224',
+              'swin_b': 'swin_base_patch4_window7_224', 'swin_l': 'swin_large_patch4_window7_224'}
+
+
+def _timm_swin(variant: str, ours: nn.Module, opts: Any) -> nn.Module:
+    import timm
+    if variant not in _TIMM_SWIN:
+        raise KeyError(f'no timm model mapped for {variant!r} (known: {sorted(_TIMM_SWIN)})')
+    model = timm.create_model(_TIMM_SWIN[variant], pretrained=False, features_only=True,
+                              out_indices=tuple(ours.out_indices), img_size=opts.size,
+                              drop_path_rate=opts.drop_path_rate)
+    if opts.with_cp:
+        model.set_grad_checkpointing(True)
+    fmt = getattr(model, 'output_fmt', None)  # timm >= 0.9 feature wrappers; Swin's are often NHWC
+    fmt = str(getattr(fmt, 'value', fmt)) if fmt is not None else None
+    return FeaturesAsNCHW(model, model.feature_info.channels(), fmt if fmt in ('NCHW', 'NHWC') else None)
+
+
+SwinTransformer.reference_builders = {'mmdet': _openmmlab_swin('mmdet.models.backbones'),
+                                      'mmseg': _openmmlab_swin('mmseg.models.backbones'), 'timm': _timm_swin}

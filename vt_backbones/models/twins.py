@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import replace
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from torch import Tensor, nn
 
@@ -369,3 +369,21 @@ register_converter(FamilyConverter(
     guess_variant=_guesser(SVT),
     new_keys=_OUTPUT_NORMS,
 ))
+
+
+# ---- reference implementations (tools/benchmark.py --reference) ---------------------------------------
+def _mmseg_twins(variant: str, ours: nn.Module, opts: Any) -> nn.Module:
+    """mmseg's ``PCPVT`` / ``SVT`` with our model's configuration (mmseg spells one argument ``windiow_sizes``)."""
+    from mmseg.models.backbones import PCPVT, SVT
+    if opts.with_cp:
+        raise ValueError("mmseg's Twins has no with_cp")
+    a = ours.arch
+    kw = dict(embed_dims=list(a['embed_dims']), num_heads=list(a['num_heads']), mlp_ratios=list(a['mlp_ratios']),
+              depths=list(a['depths']), sr_ratios=list(a['sr_ratios']), qkv_bias=True, drop_rate=0.0,
+              attn_drop_rate=0.0, drop_path_rate=opts.drop_path_rate, out_indices=tuple(ours.out_indices))
+    if type(ours).__name__ == 'SVT':
+        return SVT(**kw, windiow_sizes=list(a['window_sizes']), norm_after_stage=True)
+    return PCPVT(**kw, norm_after_stage=False)
+
+
+PCPVT.reference_builders = SVT.reference_builders = {'mmseg': _mmseg_twins}
