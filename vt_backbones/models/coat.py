@@ -429,8 +429,9 @@ def _is_coat(sd: Mapping[str, Tensor]) -> bool:
 def _guess_variant(sd: Mapping[str, Tensor]) -> str | None:
     if 'patch_embed1.proj.weight' not in sd or 'stages.0.cls_token' not in sd:
         return None
-    depths = tuple(sum(1 for k in sd if re.fullmatch(rf'stages\.{i}\.blocks\.\d+\.norm1\.weight', k)) for i in range(4))
-    found = (tuple(sd[f'stages.{i}.cls_token'].shape[-1] for i in range(4)), depths,
+    depths = tuple(sum(1 for k in sd if re.fullmatch(rf'stages\.{i}\.blocks\.\d+\.norm1\.weight', k))
+                   for i in range(NUM_STAGES))
+    found = (tuple(sd[f'stages.{i}.cls_token'].shape[-1] for i in range(NUM_STAGES)), depths,
              sum(1 for k in sd if re.fullmatch(r'parallel_blocks\.\d+\.mlp\.fc1\.weight', k)))
     return CoaT.variant_where(lambda s: (tuple(s['embed_dims']), tuple(s['serial_depths']), s['parallel_depth']),
                               found)
