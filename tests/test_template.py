@@ -14,8 +14,8 @@ import torch
 from torch import Tensor, nn
 
 import vt_backbones
-from vt_backbones.base import ALL_STAGES, NUM_STAGES, StagedBackbone, stage_channels
-from vt_backbones.layers import BlockSettings, PatchEmbed, PatchMerging, PreNormBlock, attention, drop_path_rates
+from vt_backbones.base import ALL_STAGES, StagedBackbone, stage_channels
+from vt_backbones.layers import BlockSettings, PatchEmbed, PatchMerging, PreNormBlock, attention
 from vt_backbones.registry import MODELS
 
 import conftest
@@ -64,15 +64,11 @@ class ToyNet(StagedBackbone):
         super().__init__(arch=arch, in_channels=in_channels, out_indices=out_indices, frozen_stages=frozen_stages,
                          norm_eval=norm_eval, with_cp=with_cp, drop_path_rate=drop_path_rate, init_cfg=init_cfg,
                          pretrained=pretrained, compile_blocks=compile_blocks)
-        embed_dims, depths, num_heads = self.arch['embed_dims'], self.arch['depths'], self.arch['num_heads']
-        settings = BlockSettings(mlp_ratio=2.0)
-        self.num_features = stage_channels(embed_dims)
-        self.patch_embed = PatchEmbed(in_channels, embed_dims, patch_size=4)
+        self.num_features = stage_channels(self.arch['embed_dims'])
+        self.patch_embed = PatchEmbed(in_channels, self.num_features[0], patch_size=4)
         self.pos_drop = nn.Dropout(0.0)
-        drop_paths = drop_path_rates(depths, drop_path_rate)
-        self.layers = nn.ModuleList([
-            ToyStage(dim=self.num_features[i], depth=depths[i], num_heads=num_heads[i], settings=settings,
-                     drop_paths=drop_paths[i], downsample=i < NUM_STAGES - 1) for i in range(NUM_STAGES)])
+        self.layers = nn.ModuleList([ToyStage(**stage, settings=BlockSettings(mlp_ratio=2.0))
+                                     for stage in self.stage_arguments(drop_path_rate)])
         self.add_output_norms()
 
 

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
-from .layers import bhwc_to_nchw, ceil_div
+from .layers import bhwc_to_nchw, ceil_div, drop_path_rates
 
 NUM_STAGES = 4
 ALL_STAGES = tuple(range(NUM_STAGES))  # the default out_indices
@@ -383,6 +383,15 @@ class StagedBackbone(VisionBackbone):
         """Every block, stage by stage."""
         for stage in self.layers:
             yield from stage.blocks
+
+    def stage_arguments(self, drop_path_rate: float) -> list[dict[str, Any]]:
+        """Per stage, the arguments every stage of this layout takes: ``dim`` (``num_features``), ``depth`` and
+        ``num_heads`` (from ``arch``), ``drop_paths`` (linear over all blocks) and ``downsample`` (all but the
+        last stage)."""
+        depths, num_heads = self.arch['depths'], self.arch['num_heads']
+        drop_paths = drop_path_rates(depths, drop_path_rate)
+        return [dict(dim=self.num_features[i], depth=depths[i], num_heads=num_heads[i], drop_paths=drop_paths[i],
+                     downsample=i < NUM_STAGES - 1) for i in range(NUM_STAGES)]
 
     def add_output_norms(self) -> None:
         """One LayerNorm ``norm{i}`` per requested output, as Swin's dense backbone."""

@@ -35,8 +35,8 @@ from torch.fx.experimental.symbolic_shapes import statically_known_false, static
 
 from ..base import ALL_STAGES, NUM_STAGES, Recipe, StagedBackbone, stage_channels
 from ..convert import FamilyConverter, SourceFormat, StateDict, drop, register_converter
-from ..layers import (BlockSettings, PreNormBlock, WindowGrid, cached_per_shape, drop_path_rates,
-                      interleaved_window_grid, pad_to_multiple, relative_position_bias, window_attention, window_grid)
+from ..layers import (BlockSettings, PreNormBlock, WindowGrid, cached_per_shape, interleaved_window_grid,
+                      pad_to_multiple, relative_position_bias, window_attention, window_grid)
 from ..registry import MODELS
 
 LDA_MODES = ('fixed_interval', 'fixed_group')
@@ -243,7 +243,6 @@ class CrossFormer(StagedBackbone):
         super().__init__(arch=arch, in_channels=in_channels, out_indices=out_indices, frozen_stages=frozen_stages,
                          norm_eval=norm_eval, with_cp=with_cp, drop_path_rate=drop_path_rate, init_cfg=init_cfg,
                          pretrained=pretrained, compile_blocks=compile_blocks)
-        embed_dims, depths, num_heads = self.arch['embed_dims'], self.arch['depths'], self.arch['num_heads']
         if not isinstance(group_size, int) or group_size < 1:
             raise ValueError(f'group_size must be a positive int, got {group_size!r}')
         intervals = tuple(intervals)
@@ -252,15 +251,12 @@ class CrossFormer(StagedBackbone):
         if lda_mode not in LDA_MODES:
             raise ValueError(f'lda_mode must be one of {LDA_MODES}, got {lda_mode!r}')
         settings = BlockSettings(mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop=drop_rate, attn_drop=attn_drop_rate)
-        self.num_features = stage_channels(embed_dims)
-        self.patch_embed = CrossScaleEmbedding(in_channels, embed_dims)
+        self.num_features = stage_channels(self.arch['embed_dims'])
+        self.patch_embed = CrossScaleEmbedding(in_channels, self.num_features[0])
         self.pos_drop = nn.Dropout(drop_rate)
-        drop_paths = drop_path_rates(depths, drop_path_rate)
         self.layers = nn.ModuleList([
-            CrossFormerStage(dim=self.num_features[i], depth=depths[i], num_heads=num_heads[i],
-                             group_size=group_size, interval=intervals[i], lda_mode=lda_mode, settings=settings,
-                             drop_paths=drop_paths[i], downsample=i < NUM_STAGES - 1)
-            for i in range(NUM_STAGES)])
+            CrossFormerStage(**stage, group_size=group_size, interval=interval, lda_mode=lda_mode, settings=settings)
+            for stage, interval in zip(self.stage_arguments(drop_path_rate), intervals)])
 
 
 # ---- weight conversion --------------------------------------------------------------------------

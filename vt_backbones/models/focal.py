@@ -57,7 +57,7 @@ from torch import Tensor, nn
 from ..base import ALL_STAGES, NUM_STAGES, SWIN_NO_DECAY, StagedBackbone, stage_channels, swin_recipes
 from ..convert import FamilyConverter, SourceFormat, StateDict, drop, register_converter, rename
 from ..layers import (MASKED, BlockSettings, DropPath, Mlp, PatchEmbed, WindowGrid, attention, bhwc_to_nchw,
-                      cached_per_shape, ceil_div, drop_path_rates, pad_hw, relative_position_bias, remainder,
+                      cached_per_shape, ceil_div, pad_hw, relative_position_bias, remainder,
                       window_attn_mask, window_grid)
 from ..registry import MODELS
 
@@ -301,7 +301,6 @@ class FocalTransformer(StagedBackbone):
         super().__init__(arch=arch, in_channels=in_channels, out_indices=out_indices, frozen_stages=frozen_stages,
                          norm_eval=norm_eval, with_cp=with_cp, drop_path_rate=drop_path_rate, init_cfg=init_cfg,
                          pretrained=pretrained, compile_blocks=compile_blocks)
-        embed_dims, depths, num_heads = self.arch['embed_dims'], self.arch['depths'], self.arch['num_heads']
         if window_size < 2:
             raise ValueError(f'window_size must be >= 2, got {window_size!r}')
         if not 0 < expand_size < window_size:
@@ -310,16 +309,13 @@ class FocalTransformer(StagedBackbone):
             raise ValueError(f'focal_windows must be {NUM_STAGES} odd sizes >= 1 (one per stage), '
                              f'got {focal_windows!r}')
         settings = BlockSettings(mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop=drop_rate, attn_drop=attn_drop_rate)
-        self.num_features = stage_channels(embed_dims)
-        self.patch_embed = conv_embed(in_channels, embed_dims, stride=4, overlapping=use_conv_embed)
+        self.num_features = stage_channels(self.arch['embed_dims'])
+        self.patch_embed = conv_embed(in_channels, self.num_features[0], stride=4, overlapping=use_conv_embed)
         self.pos_drop = nn.Dropout(drop_rate)
-        drop_paths = drop_path_rates(depths, drop_path_rate)
         self.layers = nn.ModuleList([
-            FocalStage(dim=self.num_features[i], depth=depths[i], num_heads=num_heads[i], window_size=window_size,
-                       expand_size=expand_size, focal_window=focal_windows[i], mask_wrapped=mask_wrapped,
-                       settings=settings, drop_paths=drop_paths[i], downsample=i < NUM_STAGES - 1,
-                       use_conv_embed=use_conv_embed)
-            for i in range(NUM_STAGES)])
+            FocalStage(**stage, window_size=window_size, expand_size=expand_size, focal_window=focal_window,
+                       mask_wrapped=mask_wrapped, settings=settings, use_conv_embed=use_conv_embed)
+            for stage, focal_window in zip(self.stage_arguments(drop_path_rate), focal_windows)])
         self.add_output_norms()
 
     def reset_parameters(self) -> None:

@@ -50,9 +50,9 @@ from typing import Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..base import ALL_STAGES, NUM_STAGES, SWIN_NO_DECAY, StagedBackbone, stage_channels, swin_recipes
+from ..base import ALL_STAGES, SWIN_NO_DECAY, StagedBackbone, stage_channels, swin_recipes
 from ..convert import FamilyConverter, SourceFormat, StateDict, register_converter, resize_relative_position_table
-from ..layers import (BlockSettings, PatchEmbed, PatchMerging, PreNormBlock, WindowGrid, drop_path_rates,
+from ..layers import (BlockSettings, PatchEmbed, PatchMerging, PreNormBlock, WindowGrid,
                       relative_position_bias, spanning_window_grid, window_attention)
 from ..registry import MODELS
 
@@ -180,17 +180,14 @@ class GGTransformer(StagedBackbone):
         if not isinstance(glance_pos_bias, bool):
             raise ValueError(f'glance_pos_bias must be a bool, got {glance_pos_bias!r}')
         # Swin's macro design (module docstring), with GG blocks.
-        embed_dims, depths, num_heads = self.arch['embed_dims'], self.arch['depths'], self.arch['num_heads']
         settings = BlockSettings(mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop=drop_rate, attn_drop=attn_drop_rate)
-        self.num_features = stage_channels(embed_dims)
-        self.patch_embed = PatchEmbed(in_channels, embed_dims, patch_size=4)
+        self.num_features = stage_channels(self.arch['embed_dims'])
+        self.patch_embed = PatchEmbed(in_channels, self.num_features[0], patch_size=4)
         self.pos_drop = nn.Dropout(drop_rate)
-        drop_paths = drop_path_rates(depths, drop_path_rate)
         self.layers = nn.ModuleList([
-            GGStage(dim=self.num_features[i], depth=depths[i], num_heads=num_heads[i], window_size=window_size,
-                    gaze_kernel_size=gaze_kernel_size, glance_pos_bias=glance_pos_bias, settings=settings,
-                    drop_paths=drop_paths[i], downsample=i < NUM_STAGES - 1)
-            for i in range(NUM_STAGES)])
+            GGStage(**stage, window_size=window_size, gaze_kernel_size=gaze_kernel_size,
+                    glance_pos_bias=glance_pos_bias, settings=settings)
+            for stage in self.stage_arguments(drop_path_rate)])
         self.add_output_norms()
 
     def reset_parameters(self) -> None:

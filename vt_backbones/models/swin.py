@@ -16,10 +16,10 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..base import ALL_STAGES, NUM_STAGES, SWIN_NO_DECAY, StagedBackbone, stage_channels, swin_recipes
+from ..base import ALL_STAGES, SWIN_NO_DECAY, StagedBackbone, stage_channels, swin_recipes
 from ..convert import (FamilyConverter, SourceFormat, StateDict, drop, register_converter, rename,
                        resize_relative_position_table)
-from ..layers import (BlockSettings, PatchEmbed, PatchMerging, PreNormBlock, WindowGrid, drop_path_rates,
+from ..layers import (BlockSettings, PatchEmbed, PatchMerging, PreNormBlock, WindowGrid,
                       relative_position_bias, window_attention, window_grid)
 from ..registry import MODELS
 
@@ -118,16 +118,12 @@ class SwinTransformer(StagedBackbone):
                          pretrained=pretrained, compile_blocks=compile_blocks)
         if window_size < 2:
             raise ValueError(f'window_size must be >= 2, got {window_size!r}')
-        embed_dims, depths, num_heads = self.arch['embed_dims'], self.arch['depths'], self.arch['num_heads']
         settings = BlockSettings(mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop=drop_rate, attn_drop=attn_drop_rate)
-        self.num_features = stage_channels(embed_dims)
-        self.patch_embed = PatchEmbed(in_channels, embed_dims, patch_size=4)
+        self.num_features = stage_channels(self.arch['embed_dims'])
+        self.patch_embed = PatchEmbed(in_channels, self.num_features[0], patch_size=4)
         self.pos_drop = nn.Dropout(drop_rate)
-        drop_paths = drop_path_rates(depths, drop_path_rate)
-        self.layers = nn.ModuleList([
-            SwinStage(dim=self.num_features[i], depth=depths[i], num_heads=num_heads[i], window_size=window_size,
-                      settings=settings, drop_paths=drop_paths[i], downsample=i < NUM_STAGES - 1)
-            for i in range(NUM_STAGES)])
+        self.layers = nn.ModuleList([SwinStage(**stage, window_size=window_size, settings=settings)
+                                     for stage in self.stage_arguments(drop_path_rate)])
         self.add_output_norms()
 
     def reset_parameters(self) -> None:
