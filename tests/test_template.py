@@ -103,6 +103,18 @@ def test_a_declared_attribute_left_unset_is_an_error():
         Forgetful()
 
 
+def test_a_family_without_its_stage_methods_is_an_error():
+    class Incomplete(vt_backbones.VisionBackbone):
+        arch_settings = ToyNet.arch_settings
+
+        def __init__(self) -> None:
+            super().__init__(arch='tiny')
+            self.num_features = stage_channels(16)
+
+    with pytest.raises(TypeError, match=r"Incomplete must define \['stem', 'stage_parts', 'forward_stage'\]"):
+        Incomplete()
+
+
 def test_registry_derived_lists_pick_a_new_family_up_and_fail_on_its_missing_pieces(toy_family):
     assert 'toy_t' in vt_backbones.list_models() and toy_family in vt_backbones.families()
     assert 'toy_t' in conftest.smallest_variants()

@@ -230,6 +230,10 @@ class VisionBackbone(BaseModule):
         missing = sorted(name for name in declared if not hasattr(self, name))
         if missing:
             raise TypeError(f'{type(self).__name__}.__init__ must set {missing} (declared by its base classes)')
+        abstract = [name for name in ('stem', 'stage_parts', 'forward_stage')
+                    if getattr(type(self), name) is getattr(VisionBackbone, name)]
+        if abstract:
+            raise TypeError(f'{type(self).__name__} must define {abstract} (see vt_backbones.base)')
         if len(self.num_features) != NUM_STAGES:
             raise TypeError(f'{type(self).__name__}.num_features must list {NUM_STAGES} stages, '
                             f'got {self.num_features!r}')
