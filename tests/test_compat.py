@@ -12,6 +12,7 @@ import json
 import os
 import pickle
 import stat
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any, Sequence
@@ -248,8 +249,7 @@ json.dump(states, sys.stdout)
 def test_patches_opt_out_apply_and_remove() -> None:
     """VT_BACKBONES_NO_PATCHES=1: the import leaves mmengine as it is; apply_patches (twice: once) then
     remove_patches patch and restore it."""
-    env = {**os.environ, 'VT_BACKBONES_NO_PATCHES': '1', 'PYTHONPATH': str(REPO)}
-    out = subprocess.run([sys.executable, '-c', PATCH_STATE], env=env, capture_output=True, text=True, check=True)
+    out = run_tool(sys.executable, '-c', PATCH_STATE, env={'VT_BACKBONES_NO_PATCHES': '1'})
     untouched, patched, removed = json.loads(out.stdout)
     plain = dict(wrapped=[False] * 4, syncbn='SyncBatchNorm', amp='AmpOptimWrapper', allowlisted=False,
                  registered='SwinTransformer')
