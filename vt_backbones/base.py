@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
+from . import compat
 from .layers import bhwc_to_nchw, ceil_div, drop_path_rates
 
 NUM_STAGES = 4
@@ -118,6 +119,7 @@ def compiled_forward(block_class: type[nn.Module], options: tuple[tuple[str, Any
     (of the tensors and of the ints in a block's arguments, e.g. a `WindowGrid`) symbolic, so a new input size
     does not compile again.
     """
+    compat.prepare_block_compilation()
     return torch.compile(block_class.forward, **{'dynamic': True, **dict(options)})
 
 

@@ -71,6 +71,14 @@ vt_backbones`` calls unless ``VT_BACKBONES_NO_PATCHES=1``) and reverted by `remo
    into checkpoints, so a CUDA run resuming a CPU checkpoint starts a fresh scaler; a CPU run resuming
    a CUDA checkpoint ignores the saved scale. With CUDA, mmengine's class is untouched: fp16 autocast
    and a dynamic ``GradScaler``, saved and restored with the optimizer.
+
+5. Inductor with dynamic shapes (``compile_blocks``; applied by the first block compilation, since importing
+   inductor at ``import vt_backbones`` would cost seconds). torch 2.13's inductor orders the symbolic strides
+   of some graph outputs without its ShapeEnv and fails on a comparison such as ``1 < s27**2`` ("cannot
+   determine truth value of Relational"; pytorch/pytorch#185510, fix proposed in #185871): every Twins block
+   failed to compile. ``torch._inductor.ir.get_fill_order`` is wrapped to take the ShapeEnv of the graph being
+   compiled when it is called without one and the strides are symbolic, as the proposed fix does. Layout
+   choice only: the compiled code computes the same values.
 """
 from __future__ import annotations
 
@@ -397,6 +405,26 @@ def apply_patches() -> None:
         # 4. AMP on the CPU: bf16 autocast (or fp32), mmcv's RoIAlign and NMS in fp32 under it.
         _register_once(OPTIM_WRAPPERS, 'AmpOptimWrapper', CpuAmpOptimWrapper)
         _mmcv_ops_in_fp32_under_cpu_autocast()
+
+
+def _fill_order_with_graph_shape_env(get_fill_order: Callable) -> Callable:
+    import sympy  # loaded by inductor already
+
+    def fill_order(seq: Any, shape_env: Any = None) -> Any:
+        if shape_env is None and any(isinstance(s, (torch.SymInt, sympy.Expr)) and not isinstance(s, sympy.Integer)
+                                     for s in seq):
+            from torch._inductor.virtualized import V
+            shape_env = getattr(getattr(V.graph, 'sizevars', None), 'shape_env', None)
+        return get_fill_order(seq, shape_env)
+    return fill_order
+
+
+def prepare_block_compilation() -> None:
+    """Fix 5 of the module docstring, if the fixes are applied (`apply_patches`); called by the first
+    ``compile_blocks`` compilation."""
+    if patches_applied():
+        from torch._inductor import ir as inductor_ir
+        _patch_once(inductor_ir, 'get_fill_order', _fill_order_with_graph_shape_env)
 
 
 def remove_patches() -> None:
