@@ -4,18 +4,23 @@ VENV ?= .venv
 USER_PYTHON := $(PYTHON)
 PY := $(or $(USER_PYTHON),$(VENV)/bin/python)
 
-.PHONY: install test test-fast data demo clean
+.PHONY: install test test-heavy test-fast data demo clean
 
 install:
 	@VENV=$(VENV) PYTHON=$(USER_PYTHON) bash tools/install.sh
 
 # One pytest-xdist worker per core here (TEST_JOBS=auto elsewhere); --timeout turns a hang into a failure.
+# `make test`: everything but the few tests marked heavy (minutes of both cores each), which `make test-heavy`
+# runs; CI (.ci/run) runs both.
 TEST_JOBS ?= 2
 test: install
-	$(PY) -m pytest tests -q -ra --durations=15 -n $(TEST_JOBS) --timeout=1200
+	$(PY) -m pytest tests -q -ra --durations=15 -n $(TEST_JOBS) --timeout=1200 -m "not heavy"
+
+test-heavy: install
+	$(PY) -m pytest tests -q -ra --durations=5 -n $(TEST_JOBS) --timeout=1500 -m heavy
 
 test-fast: install
-	$(PY) -m pytest tests -q -m "not slow"
+	$(PY) -m pytest tests -q -m "not slow and not heavy"
 
 data: install
 	$(PY) tools/make_mini_data.py --out data/mini

@@ -17,6 +17,8 @@ sys.path.insert(0, ROOT)
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line('markers', 'slow: takes more than a few seconds (deselect with -m "not slow")')
+    config.addinivalue_line('markers', 'heavy: minutes of both cores each (the whole demo, CrossFormer\'s export, '
+                                       'bf16 compiled blocks): `make test-heavy` and CI run them, `make test` does not')
 
 
 # Under pytest-xdist (`make test` runs one worker per core) each worker computes on one thread: the

@@ -71,6 +71,7 @@ SEGM_MAP_MIN = 0.005
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_make_demo_learns_and_draws(tmp_path):
     """tools/demo.sh exactly as `make demo` runs it: 2 processes (DDP over gloo), the demo config's iterations."""
     work = tmp_path / 'demo'

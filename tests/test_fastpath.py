@@ -149,6 +149,8 @@ def test_compiled_blocks_equal_eager_with_checkpointing_and_freezing():
                           out_indices=(0, 1))
 
 
+@pytest.mark.slow
+@pytest.mark.heavy
 def test_compiled_blocks_under_autocast():
     torch._dynamo.reset()
     eager = build(COMPILED, out_indices=(0, 1)).train()
