@@ -158,6 +158,9 @@ class VisionBackbone(BaseModule):
     recipes: dict[str, Recipe] = {}
     #: reference name (the import name of its package: ``'mmdet'``, ``'timm'``...) -> `ReferenceBuilder`
     reference_builders: dict[str, ReferenceBuilder] = {}
+    #: kinds of block that alternate within a stage (2: regular and shifted windows, local and global attention,
+    #: ...): the export tests keep this many blocks per stage (`vt_backbones.export.reduced_depth`).
+    block_kinds: int = 1
     #: channels of the ``NUM_STAGES`` stages; set by the family's ``__init__``.
     num_features: tuple[int, ...]
 

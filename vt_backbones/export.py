@@ -65,19 +65,14 @@ class ExportReport:
         return '\n'.join(lines)
 
 
-#: Families whose blocks alternate two kinds (regular and shifted windows, local and global attention, plain and
-#: shuffled windows, SDA and LDA): a reduced model keeps one block of each kind per stage.
-ALTERNATING_FAMILIES = ('SwinTransformer', 'SVT', 'ShuffleTransformer', 'CrossFormer')
-
-
 def reduced_depth(variant: str, **kwargs) -> nn.Module:
     """``variant`` with its own widths, heads and windows but the fewest blocks per stage that hold every kind of
-    block it has: 1, or 2 where blocks alternate (`ALTERNATING_FAMILIES`; never more than the variant's own); CoaT keeps one serial block per stage
+    block it has: the family's ``block_kinds`` (2 where blocks alternate; never more than the variant's own); CoaT keeps one serial block per stage
     and one parallel block if it has any. torch.export traces the blocks of a kind alike, so depth adds export
     time, not coverage. ``kwargs`` go to the family's constructor (eval mode, no drop path)."""
     cls = family_of(variant)
     arch = dict(cls.arch_settings[cls.variants[variant]])
-    blocks = 2 if cls.__name__ in ALTERNATING_FAMILIES else 1
+    blocks = cls.block_kinds
     for key in ('depths', 'serial_depths'):
         if key in arch:
             arch[key] = tuple(min(depth, blocks) for depth in arch[key])

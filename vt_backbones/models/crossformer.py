@@ -225,6 +225,7 @@ class CrossFormer(StagedBackbone):
         'base': dict(embed_dims=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24)),
         'large': dict(embed_dims=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32)),
     }
+    block_kinds = 2  # SDA and LDA
     variants = {'crossformer_t': 'tiny', 'crossformer_s': 'small', 'crossformer_b': 'base',
                 'crossformer_l': 'large'}
     recipes = {

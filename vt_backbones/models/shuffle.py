@@ -207,6 +207,7 @@ class ShuffleTransformer(VisionBackbone):
         'small': dict(embed_dims=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24)),
         'base': dict(embed_dims=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32)),
     }
+    block_kinds = 2  # plain and shuffled windows
     variants = {'shuffle_t': 'tiny', 'shuffle_s': 'small', 'shuffle_b': 'base'}
     # No official dense configs: Swin's recipes (the stem's BatchNorms are to_token.conv{1,2}.1).
     recipes = swin_recipes(no_decay=(*SWIN_NO_DECAY, 'to_token.conv1.1', 'to_token.conv2.1'))

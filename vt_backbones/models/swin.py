@@ -102,6 +102,7 @@ class SwinTransformer(StagedBackbone):
         'base': dict(embed_dims=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32)),
         'large': dict(embed_dims=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48)),
     }
+    block_kinds = 2  # regular and shifted windows
     variants = {'swin_t': 'tiny', 'swin_s': 'small', 'swin_b': 'base', 'swin_l': 'large'}
     # SwinTransformer/Swin-Transformer-Object-Detection configs/swin/mask_rcnn_swin_*_adamw_*x_coco.py and
     # Swin-Transformer-Semantic-Segmentation configs/swin/upernet_swin_*_512x512_160k_ade20k.py.

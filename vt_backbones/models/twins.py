@@ -269,6 +269,7 @@ class SVT(_Twins):
         'large': dict(embed_dims=(128, 256, 512, 1024), depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32),
                       mlp_ratios=(4, 4, 4, 4), sr_ratios=(8, 4, 2, 1), window_sizes=(7, 7, 7, 7)),
     }
+    block_kinds = 2  # LSA and GSA
     variants = {'twins_svt_s': 'small', 'twins_svt_b': 'base', 'twins_svt_l': 'large'}
 
     def window_size(self, stage: int, index: int) -> int | None:
