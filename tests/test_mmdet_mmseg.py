@@ -46,6 +46,23 @@ def train_step_and_predict(model: torch.nn.Module, cfg: Config, data: dict) -> d
         return model.test_step(data)
 
 
+def segmentation_step(model: torch.nn.Module, cfg: Config, size: tuple[int, int], num_classes: int) -> list:
+    """`train_step_and_predict` on two random images of ``size`` with random labels; the prediction has their size."""
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+
+    H, W = size
+    samples = []
+    for _ in range(2):
+        sample = SegDataSample(metainfo=dict(img_shape=(H, W), ori_shape=(H, W), pad_shape=(H, W)))
+        sample.gt_sem_seg = PixelData(data=torch.randint(0, num_classes, (1, H, W)))
+        samples.append(sample)
+    data = dict(inputs=[torch.randint(0, 256, (3, H, W), dtype=torch.uint8) for _ in range(2)], data_samples=samples)
+    results = train_step_and_predict(model, cfg, data)
+    assert results[0].pred_sem_seg.data.shape == (1, H, W)
+    return results
+
+
 @pytest.mark.parametrize('name', SMALLEST)
 def test_mask_rcnn_train_step_and_inference(name):
     pytest.importorskip('mmdet')
@@ -66,9 +83,7 @@ def test_mask_rcnn_train_step_and_inference(name):
 @pytest.mark.parametrize('name', SMALLEST)
 def test_upernet_train_step_and_inference(name):
     pytest.importorskip('mmseg')
-    from mmengine.structures import PixelData
     from mmseg.registry import MODELS
-    from mmseg.structures import SegDataSample
 
     cfg = load_config(f'upernet_{name}.py')
     # The heads' 512 channels cost ~10x the backbone's step on CPU and test nothing of ours: narrow them.
@@ -77,15 +92,7 @@ def test_upernet_train_step_and_inference(name):
     model = MODELS.build(cfg.model)
     model.init_weights()
     assert isinstance(model.backbone, vt_backbones.family_of(name))
-    H, W = 128, 160
-    samples = []
-    for _ in range(2):
-        sample = SegDataSample(metainfo=dict(img_shape=(H, W), ori_shape=(H, W), pad_shape=(H, W)))
-        sample.gt_sem_seg = PixelData(data=torch.randint(0, 150, (1, H, W)))
-        samples.append(sample)
-    data = dict(inputs=[torch.randint(0, 256, (3, H, W), dtype=torch.uint8) for _ in range(2)], data_samples=samples)
-    results = train_step_and_predict(model, cfg, data)
-    assert results[0].pred_sem_seg.data.shape == (1, H, W)
+    segmentation_step(model, cfg, (128, 160), num_classes=150)
 
 
 # mmseg's own configs (installed with the package), as a user takes them: only model.backbone is replaced.
@@ -118,9 +125,7 @@ def test_mmseg_shipped_cityscapes_config_with_only_the_backbone_replaced(name, h
     of the config cannot fit) is silent. Then the segmentor trains a step (every backbone parameter updated) and
     predicts. A tiny crop keeps it cheap."""
     mmseg = pytest.importorskip('mmseg')
-    from mmengine.structures import PixelData
     from mmseg.registry import MODELS
-    from mmseg.structures import SegDataSample
 
     cfg = Config.fromfile(os.path.join(os.path.dirname(mmseg.__file__), '.mim', 'configs', MMSEG_CONFIGS[head]))
     family = vt_backbones.family_of(name)
@@ -154,12 +159,5 @@ def test_mmseg_shipped_cityscapes_config_with_only_the_backbone_replaced(name, h
         model.init_weights()
     assert isinstance(model.backbone, family)
 
-    samples = []
-    for _ in range(2):
-        sample = SegDataSample(metainfo=dict(img_shape=(H, W), ori_shape=(H, W), pad_shape=(H, W)))
-        sample.gt_sem_seg = PixelData(data=torch.randint(0, 19, (1, H, W)))
-        samples.append(sample)
-    data = dict(inputs=[torch.randint(0, 256, (3, H, W), dtype=torch.uint8) for _ in range(2)], data_samples=samples)
-    results = train_step_and_predict(model, cfg, data)
-    assert results[0].pred_sem_seg.data.shape == (1, H, W)
+    results = segmentation_step(model, cfg, (H, W), num_classes=19)
     assert torch.isfinite(results[0].seg_logits.data).all()
