@@ -19,6 +19,8 @@ from torch import nn
 
 import vt_backbones
 
+from conftest import SMALLEST  # the smallest variant of every family
+
 REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO / 'tools' / 'benchmark.py'
 
@@ -136,6 +138,17 @@ def test_mmdet_reference_matches_ours_in_params_and_flops():
     assert bench.count_flops(ours, (x,)).macs == bench.count_flops(ref, (x,)).macs
 
 
+@pytest.mark.parametrize('name', SMALLEST)
+def test_every_family_can_be_counted(name):
+    """The counter traces with torch.jit (as mmdet's and mmseg's get_flops tools do), which gives sizes as
+    tensors: CrossFormer's small-map rule took only symbolic ints once. 64x96 applies that rule in stage 4;
+    doubling both sides must about quadruple the count (windowed attention is linear in the tokens; padding to
+    whole windows costs relatively more at the smaller size: Focal's ratio is 3.7)."""
+    model = vt_backbones.create_backbone(name, drop_path_rate=0.0).eval()
+    small, large = (bench.count_flops(model, (torch.randn(1, 3, H, W),)).macs for H, W in ((64, 96), (128, 192)))
+    assert small > 0 and 3.5 < large / small < 6, (small, large)
+
+
 # ---- memory ---------------------------------------------------------------------------------------
 def test_profiler_peak_is_the_exact_live_tensor_peak():
     mb = 2 ** 20
@@ -215,6 +228,41 @@ def test_timm_reference_without_timm_is_a_clear_error(capsys):
     with pytest.raises(SystemExit):
         bench.parse_args(['swin_t', '--reference', 'timm'])
     assert 'argument --reference: timm is not importable' in capsys.readouterr().err
+
+
+PLUGIN = """
+import vt_backbones
+
+def build(variant, ours, options):
+    assert options.size == (64, 64)
+    return vt_backbones.create_backbone('swin_t', drop_path_rate=0.0)
+
+REFERENCE_BUILDERS = {'mine': {'SwinTransformer': build}}
+"""
+
+
+def test_reference_plugin_adds_a_reference(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, 'REFERENCES', dict(bench.REFERENCES))
+    plugin = tmp_path / 'my_refs.py'
+    plugin.write_text(PLUGIN)
+    args = bench.parse_args(['swin_t', '--size', '64', '--reference-plugin', str(plugin), '--reference', 'mine'])
+    assert args.reference == 'mine' and args.reference_plugin == [str(plugin)]
+    ours = vt_backbones.create_backbone('swin_t')
+    ref = bench.build_reference('mine', 'swin_t', ours, bench.BuildOptions((64, 64), 0.0, False))
+    assert ref.name == 'mine:swin_t' and bench.count_params(ref.module) == bench.count_params(ours)
+    with pytest.raises(SystemExit):  # the plugin has no Focal reference: a parser error, as for any reference
+        bench.parse_args(['focal_t', '--reference-plugin', str(plugin), '--reference', 'mine'])
+
+
+@pytest.mark.parametrize('text, detail', [('X = 1', 'must define REFERENCE_BUILDERS'),
+                                          ("REFERENCE_BUILDERS = {'r': {'Swin': None}}", "unknown families ['Swin']")])
+def test_reference_plugin_errors_name_the_argument(tmp_path, monkeypatch, text, detail):
+    monkeypatch.setattr(bench, 'REFERENCES', dict(bench.REFERENCES))
+    plugin = tmp_path / 'bad_refs.py'
+    plugin.write_text(text)
+    with pytest.raises(SystemExit, match='argument --reference-plugin') as error:
+        bench.parse_args(['swin_t', '--reference-plugin', str(plugin)])
+    assert detail in str(error.value)
 
 
 def test_json_is_written_atomically(tmp_path):

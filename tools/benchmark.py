@@ -60,7 +60,10 @@ activations, workspaces and, for fwd+bwd, the parameter gradients, set to None b
     (``tracemalloc`` sees Python objects only, not tensor storage.)
 
 References come from the table `REFERENCES` (reference name -> family class name -> builder), collected from
-the families' ``reference_builders`` (each family registers its own in its file).
+the families' ``reference_builders`` (each family registers its own in its file). ``--reference-plugin FILE.py``
+adds references from a file of your own (an implementation that is not a package, e.g. an official repository's
+backbone): it defines ``REFERENCE_BUILDERS = {reference name: {family class name: builder}}``, each builder called
+as ``builder(variant, our_model, options)`` and returning a module whose forward gives the output maps.
 """
 from __future__ import annotations
 
@@ -185,6 +188,30 @@ def collect_references() -> dict[str, ReferenceSource]:
 
 #: reference name -> where it comes from and, per family, how to build the counterpart of our model.
 REFERENCES: dict[str, ReferenceSource] = collect_references()
+
+
+def load_reference_plugin(path: str) -> None:
+    """Adds the references of the file ``path`` (its ``REFERENCE_BUILDERS``) to `REFERENCES`; the file is
+    imported as a module named after it, so a reference from it counts as installed."""
+    import importlib.util
+    name = os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or not os.path.isfile(path):
+        raise SystemExit(f'error: argument --reference-plugin: {path!r} is not a Python file')
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    builders = getattr(module, 'REFERENCE_BUILDERS', None)
+    if not isinstance(builders, dict) or not all(isinstance(b, dict) for b in builders.values()):
+        raise SystemExit(f'error: argument --reference-plugin: {path} must define REFERENCE_BUILDERS = '
+                         f'{{reference name: {{family class name: builder}}}}')
+    families = {family.__name__ for family in vt_backbones.families()}
+    for reference, by_family in builders.items():
+        unknown = sorted(set(by_family) - families)
+        if unknown:
+            raise SystemExit(f'error: argument --reference-plugin: {path}: {reference} names unknown families '
+                             f'{unknown}; expected some of {sorted(families)}')
+        REFERENCES[reference] = ReferenceSource(name, dict(by_family), f'from {path}')
 
 
 def package_version(package: str) -> str | None:
@@ -857,6 +884,9 @@ def build_parser() -> argparse.ArgumentParser:
                         choices=['auto', *REFERENCES, 'none', *models],
                         help=f'what the ratios are against: auto (the first of {", ".join(REFERENCES)} that has the '
                              f'family, else our own model in fp32 eager), one of them, none, or one of our models')
+    parser.add_argument('--reference-plugin', action='append', default=[], metavar='FILE.py',
+                        help='add the references a file of yours defines (REFERENCE_BUILDERS = {name: {family class '
+                             'name: builder(variant, our_model, options)}}), e.g. an official repository\'s backbone')
     parser.add_argument('--dtype', nargs='+', choices=list(DTYPES), default=['fp32'],
                         help='our forward under torch.autocast in these dtypes (one subject each; fp32: no autocast); '
                              'the reference stays fp32')
@@ -882,6 +912,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    # Plugins first: the references they add are choices of --reference.
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)  # --reference is not --reference-plugin
+    pre.add_argument('--reference-plugin', action='append', default=[])
+    for path in pre.parse_known_args(argv)[0].reference_plugin:
+        load_reference_plugin(path)
     parser = build_parser()
     args = parser.parse_args(argv)
     sizes = []

@@ -151,6 +151,14 @@ def remainder(index: Tensor, divisor: int) -> Tensor:
     return index - index // divisor * divisor
 
 
+def shorter_side(H: int, W: int) -> int:
+    """``min(H, W)`` that stays symbolic for the SymInt sizes of torch.export (Python's ``min`` would fix the
+    traced size's answer) and still takes the tensors that ``torch.jit.trace`` gives as sizes (FLOP counters)."""
+    if isinstance(H, Tensor) or isinstance(W, Tensor):
+        return min(H, W)
+    return torch.sym_min(H, W)
+
+
 def round_up(value: int, multiple: int) -> int:
     return ceil_div(value, multiple) * multiple
 

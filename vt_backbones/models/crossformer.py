@@ -36,7 +36,7 @@ from torch.fx.experimental.symbolic_shapes import statically_known_false, static
 from ..base import ALL_STAGES, NUM_STAGES, Recipe, StagedBackbone, stage_channels
 from ..convert import FamilyConverter, SourceFormat, StateDict, drop, register_converter
 from ..layers import (BlockSettings, PreNormBlock, WindowGrid, cached_per_shape, interleaved_window_grid,
-                      pad_to_multiple, relative_position_bias, window_attention, window_grid)
+                      pad_to_multiple, relative_position_bias, shorter_side, window_attention, window_grid)
 from ..registry import MODELS
 
 LDA_MODES = ('fixed_interval', 'fixed_group')
@@ -173,7 +173,7 @@ class CrossFormerStage(nn.Module):
         if small is None:
             small = min(H, W) <= G
         if small:
-            short = torch.sym_min(H, W)
+            short = shorter_side(H, W)
             return window_grid(H, W, (short, short), device=device)
         if not long_distance:
             return window_grid(H, W, (G, G), device=device)
@@ -188,7 +188,7 @@ class CrossFormerStage(nn.Module):
         return x
 
     def forward(self, x: Tensor, run_block: Callable[..., Tensor]) -> Tensor:
-        small = torch.sym_min(x.shape[1], x.shape[2]) <= self.group_size
+        small = shorter_side(x.shape[1], x.shape[2]) <= self.group_size
         if isinstance(small, torch.SymBool):
             if statically_known_true(small) or statically_known_false(small):  # e.g. stage 1 of an input >= 32
                 return self.run_blocks(x, run_block, statically_known_true(small))
