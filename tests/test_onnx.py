@@ -5,6 +5,7 @@ Each family's smallest variant with its own widths, heads and windows but `reduc
 per stage): the export traces the blocks of a kind alike, so depth adds minutes, not coverage. One export per
 family, checked at two sizes: 97x131 (every stage padded; CrossFormer's regular groups in stages 1-2 and its
 small-map rule in stages 3-4) and 32x45 with batch 2 (stage maps below one window, the small-map rule from stage 2).
+Every other variant is exported and checked at the same two sizes too, with `make test-heavy` (minutes each).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import os
 import pytest
 import torch
 
-from vt_backbones import families, family_of
+from vt_backbones import families, family_of, list_models
 from vt_backbones.export import ATOL, RTOL, OnnxBackbone, check_against_torch, export_onnx, reduced_depth
 
 pytest.importorskip('onnxruntime')
@@ -24,13 +25,14 @@ pytest.importorskip('onnxscript')
 # CrossFormer's export traces stages 2-4 twice (torch.cond): 6 minutes, so it runs with `make test-heavy`.
 FAMILIES = ['swin_t', 'twins_svt_s', 'shuffle_t', 'coat_tiny', pytest.param('crossformer_t', marks=pytest.mark.heavy),
             'gg_t', 'focal_t']
+FAMILY_VARIANTS = [getattr(variant, 'values', [variant])[0] for variant in FAMILIES]
 # Twins-PCPVT's pieces (sub-sampled global attention, the position conv) are all in Twins-SVT.
 COVERED_BY = {'PCPVT': 'twins_svt_s'}
 
 
 def test_every_family_is_exported_by_a_test():
     """A new family fails here until it is in FAMILIES (or, with a reason, in COVERED_BY)."""
-    tested = {family_of(getattr(variant, 'values', [variant])[0]).__name__ for variant in FAMILIES}
+    tested = {family_of(variant).__name__ for variant in FAMILY_VARIANTS}
     assert tested | set(COVERED_BY) == {cls.__name__ for cls in families()}
 
 
@@ -51,6 +53,17 @@ def test_one_file_serves_every_size(variant, tmp_path):
         backbone(torch.randn(1, 3, 31, 64))
     with pytest.raises(ValueError, match=r'\[B, 3, H, W\]'):
         backbone(torch.randn(1, 4, 64, 64))
+
+
+@pytest.mark.slow
+@pytest.mark.heavy  # 1-5 minutes each
+@pytest.mark.parametrize('variant', [v for v in list_models() if v not in FAMILY_VARIANTS])
+def test_every_other_variant_exports(variant, tmp_path):
+    """The other widths, heads and windows of each family (reduced depth) at the same two sizes, batch 1."""
+    path = str(tmp_path / f'{variant}.onnx')
+    report = export_onnx(reduced_depth(variant), path, check_sizes=[(97, 131), (32, 45)], log=lambda message: None)
+    assert [check.passed for check in report.checks] == [True, True], report.summary()
+    assert os.listdir(tmp_path) == [f'{variant}.onnx']
 
 
 def test_opset_below_18_is_refused(tmp_path):
