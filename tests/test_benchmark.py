@@ -265,6 +265,44 @@ def test_reference_plugin_errors_name_the_argument(tmp_path, monkeypatch, text, 
     assert detail in str(error.value)
 
 
+def _official_references():
+    spec = importlib.util.spec_from_file_location('official_references', REPO / 'tools' / 'official_references.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_official_references_plugin_covers_the_families_without_an_installed_reference(monkeypatch):
+    monkeypatch.setattr(bench, 'REFERENCES', dict(bench.REFERENCES))
+    plugin = str(REPO / 'tools' / 'official_references.py')
+    for name in ('coat_lite_tiny', 'crossformer_t', 'shuffle_t', 'focal_t'):
+        assert bench.parse_args([name, '--reference-plugin', plugin, '--reference', 'official']).reference == 'official'
+    monkeypatch.delenv('VT_OFFICIAL_ROOT', raising=False)
+    with pytest.raises(RuntimeError, match='set VT_OFFICIAL_ROOT'):
+        bench.build_reference('official', 'focal_t', None, bench.BuildOptions((224, 224), 0.0, False))
+
+
+@pytest.mark.skipif(not os.environ.get('VT_OFFICIAL_ROOT'), reason='no official checkouts (VT_OFFICIAL_ROOT)')
+@pytest.mark.parametrize('name', ['coat_lite_tiny', 'coat_tiny', 'crossformer_t', 'shuffle_t'])
+def test_official_reference_with_our_converted_weights_gives_our_outputs(name):
+    """Where the official code is at hand: its random weights, converted by our converter, make our model compute
+    its outputs (at 224x224, where the official dense code needs no padding)."""
+    from vt_backbones.convert import convert_state_dict
+    opts = bench.BuildOptions((224, 224), 0.0, False)
+    official = getattr(_official_references(), family_key(name))(name, None, opts).eval()
+    ours = vt_backbones.create_backbone(name, drop_path_rate=0.0).eval()
+    state, _ = convert_state_dict(official.model.state_dict(), ours)
+    assert not ours.load_state_dict(state, strict=False).unexpected_keys  # ours' own additions keep their init
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        for out, ref in zip(ours(x), official(x)):
+            torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+
+
+def family_key(name: str) -> str:
+    return next(key for key in ('coat', 'crossformer', 'shuffle') if name.startswith(key))
+
+
 def test_json_is_written_atomically(tmp_path):
     path = tmp_path / 'out.json'
     path.write_text('old')
