@@ -215,6 +215,11 @@ def test_pretrained_argument_as_mmdet_and_mmseg_backbones(name, recwarn):
     assert model.init_cfg == dict(type='Pretrained', checkpoint='checkpoints/x.pth')
 
 
+def test_create_backbone_refuses_a_second_arch():
+    with pytest.raises(ValueError, match=r"create_backbone\('swin_t'\) fixes arch='tiny'.*SwinTransformer\(arch=...\)"):
+        vt_backbones.create_backbone('swin_t', arch=dict(embed_dims=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8)))
+
+
 def test_unknown_model_name_lists_valid_ones():
     with pytest.raises(ValueError, match=r"unknown model 'swin_xl'.*swin_t"):
         vt_backbones.create_backbone('swin_xl')

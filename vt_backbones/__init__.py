@@ -42,6 +42,9 @@ def create_backbone(name: str, **overrides: Any) -> nn.Module:
     if name not in table:
         raise ValueError(f'unknown model {name!r}; valid: {sorted(table)}')
     cls, arch = table[name]
+    if 'arch' in overrides:
+        raise ValueError(f'create_backbone({name!r}) fixes arch={arch!r}; for another architecture build the class: '
+                         f'{cls.__name__}(arch=...)')
     return cls(arch=arch, **overrides)
 
 
