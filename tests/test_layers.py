@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vt_backbones.layers import MASKED, spanning_window_grid, window_grid
+from vt_backbones.layers import MASKED, ceil_div, pad_hw, shorter_side, spanning_window_grid, window_grid
 
 
 def adjacent_windows(x: torch.Tensor, w: int) -> torch.Tensor:
@@ -86,3 +86,26 @@ def test_grids_traced_with_symbolic_sizes_equal_eager_at_other_sizes():
         for got, expected in zip(traced, eager):  # the traced graph has an all-zero mask where eager has none
             torch.testing.assert_close(got, expected if expected is not None else torch.zeros_like(got),
                                        rtol=0, atol=0)
+
+
+class _PaddedInCond(torch.nn.Module):
+    """Pads the map to a multiple of 4 inside a `torch.cond` branch (CrossFormer's stages 2-4)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        def padded_sum(x: torch.Tensor) -> torch.Tensor:
+            H, W = x.shape[1], x.shape[2]
+            return pad_hw(x, ceil_div(H, 4) * 4, ceil_div(W, 4) * 4, value=1.0).sum(dim=(1, 2)).flatten()
+
+        return torch.cond(shorter_side(x.shape[1], x.shape[2]) <= 7, padded_sum, padded_sum, (x,))
+
+
+def test_padding_inside_torch_cond_follows_the_size():
+    """Dynamo traces a cond branch, where symbolic sizes pass as ints: `is_symbolic` must still say so. Traced at a
+    size that needs no padding, the branch once dropped the pad (under a guard that ONNX does not keep)."""
+    dynamic = torch.export.Dim.DYNAMIC
+    model = _PaddedInCond()
+    program = torch.export.export(model, (torch.randn(2, 36, 40, 3),),
+                                  dynamic_shapes=({0: dynamic, 1: dynamic, 2: dynamic},), strict=False).module()
+    for H, W in [(36, 40), (13, 17), (5, 6)]:
+        x = torch.randn(1, H, W, 3)
+        torch.testing.assert_close(program(x), model(x))

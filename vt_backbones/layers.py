@@ -22,9 +22,12 @@ _Fn = TypeVar('_Fn', bound=Callable)
 
 
 def is_symbolic(*sizes: object) -> bool:
-    """True if a size is a `torch.SymInt` (torch.compile with dynamic shapes, torch.export): a Python branch on
-    it would specialise the graph to one size (or fail the export), so index and mask code must not branch."""
-    return any(isinstance(s, torch.SymInt) or (isinstance(s, tuple) and is_symbolic(*s)) for s in sizes)
+    """True if a size may be symbolic: a `torch.SymInt` (torch.export, torch.compile with dynamic shapes), or
+    anything while dynamo traces, whose symbolic sizes pass ``isinstance(s, int)`` (torch.compile, and the
+    branches of a `torch.cond` inside torch.export). A Python branch on such a size specialises the graph to one
+    size (in a torch.cond branch: silently, under a guard that ONNX drops), so index and mask code must not branch."""
+    return torch.compiler.is_compiling() or any(
+        isinstance(s, torch.SymInt) or (isinstance(s, tuple) and is_symbolic(*s)) for s in sizes)
 
 
 def cached_per_shape(maxsize: int) -> Callable[[_Fn], _Fn]:
@@ -37,7 +40,7 @@ def cached_per_shape(maxsize: int) -> Callable[[_Fn], _Fn]:
 
         @functools.wraps(build)
         def get(*args, **kwargs):
-            if torch.compiler.is_compiling() or is_symbolic(*args, *kwargs.values()):
+            if is_symbolic(*args, *kwargs.values()):
                 return build(*args, **kwargs)
             return cached(*args, **kwargs)
 
@@ -334,6 +337,10 @@ def window_attn_mask(bias: Tensor | None, mask: Tensor | None, batch_windows: in
         return attn_mask
     nW, Nq, Nk = mask.shape[0], (mask.shape[1] if bias is None else bias.shape[1]), mask.shape[2]
     per_window = mask[:, None] if attn_mask is None else attn_mask + mask[:, None]  # [nW, heads or 1, Nq, Nk]
+    if torch.compiler.is_exporting():
+        # Whether the reshape below is a view depends on batch == 1: traced inside a torch.cond branch (CrossFormer's
+        # small maps), that question became a guard on the example's batch. A repeat copies for every batch.
+        return per_window.expand(nW, num_heads, Nq, Nk).repeat(batch_windows // nW, 1, 1, 1)
     return per_window.expand(batch_windows // nW, nW, num_heads, Nq, Nk).reshape(batch_windows, num_heads, Nq, Nk)
 
 

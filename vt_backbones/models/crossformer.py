@@ -182,7 +182,13 @@ class CrossFormerStage(nn.Module):
         return window_grid(H, W, (G, G), device=device, dilation=(I, I))
 
     def run_blocks(self, x: Tensor, run_block: Callable[..., Tensor], small: bool | None = None) -> Tensor:
-        grids = [self.grid(x.shape[1], x.shape[2], long_distance, x.device, small) for long_distance in (False, True)]
+        H, W = x.shape[1], x.shape[2]
+        if small is None:
+            small = min(H, W) <= self.group_size
+        short_distance = self.grid(H, W, False, x.device, small)
+        # A small map has one grouping for both kinds of block: built once, so that a traced graph does not
+        # hold two symbolic copies of it (torch.export then guards on their equality, specialising the size).
+        grids = [short_distance, short_distance if small else self.grid(H, W, True, x.device, small)]
         for block in self.blocks:
             x = run_block(block, x, grids[block.long_distance])
         return x
