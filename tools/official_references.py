@@ -21,7 +21,7 @@ The ImageNet settings of each variant are the official configs' (group sizes, in
 
 These files import three helpers from timm (``DropPath``, ``to_2tuple``, ``trunc_normal_``) and CrossFormer's
 detection backbone imports mmcv 1.x / mmdet 2.x; where timm is not installed (it pulls torchvision) a stand-in
-module provides the three, and the mmcv 1.x imports are mapped onto mmengine and mmcv 2.
+module provides the three (DropPath is ours: the same per-sample stochastic depth), and the mmcv 1.x imports are mapped onto mmengine and mmcv 2.
 """
 from __future__ import annotations
 
@@ -31,8 +31,10 @@ import types
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
 from torch import Tensor, nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from vt_backbones.layers import DropPath  # noqa: E402  (timm's semantics: per-sample stochastic depth)
 
 ROOT_VARIABLE = 'VT_OFFICIAL_ROOT'
 FILES = {'coat': 'CoaT/src/models/coat.py',
@@ -51,20 +53,6 @@ def official_file(key: str) -> Path:
         raise FileNotFoundError(f'{path} not found: expected the official repository checked out as '
                                 f'{Path(root) / FILES[key].split("/")[0]}')
     return path
-
-
-class DropPath(nn.Module):
-    """Stochastic depth per sample (timm's semantics)."""
-
-    def __init__(self, drop_prob: float = 0.0) -> None:
-        super().__init__()
-        self.drop_prob = drop_prob
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.drop_prob == 0.0 or not self.training:
-            return x
-        keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1 - self.drop_prob)
-        return x * keep / (1 - self.drop_prob)
 
 
 def to_2tuple(x: Any) -> tuple:
