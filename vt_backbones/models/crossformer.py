@@ -165,13 +165,17 @@ class CrossFormerStage(nn.Module):
             for i in range(depth)])
         self.downsample = CrossScaleMerging(dim) if downsample else None
 
+    def is_small(self, H: int, W: int) -> bool:
+        """The official rule for concrete sizes: a map whose shorter side fits in one group."""
+        return min(H, W) <= self.group_size
+
     def grid(self, H: int, W: int, long_distance: bool, device: torch.device, small: bool | None = None) -> WindowGrid:
         """The grouping of an ``H x W`` map for an SDA or LDA block (cached per shape by `window_grid`). ``small``:
         whether the official rule for small maps applies (``min(H, W) <= G``: SDA over groups of the shorter side);
         decided here from concrete sizes, by the caller for symbolic ones."""
         G, I = self.group_size, self.interval
         if small is None:
-            small = min(H, W) <= G
+            small = self.is_small(H, W)
         if small:
             short = shorter_side(H, W)
             return window_grid(H, W, (short, short), device=device)
@@ -184,10 +188,9 @@ class CrossFormerStage(nn.Module):
     def run_blocks(self, x: Tensor, run_block: Callable[..., Tensor], small: bool | None = None) -> Tensor:
         H, W = x.shape[1], x.shape[2]
         if small is None:
-            small = min(H, W) <= self.group_size
+            small = self.is_small(H, W)
         short_distance = self.grid(H, W, False, x.device, small)
-        # A small map has one grouping for both kinds of block: built once, so that a traced graph does not
-        # hold two symbolic copies of it (torch.export then guards on their equality, specialising the size).
+        # A small map has one grouping for both kinds of block: built (and traced) once.
         grids = [short_distance, short_distance if small else self.grid(H, W, True, x.device, small)]
         for block in self.blocks:
             x = run_block(block, x, grids[block.long_distance])
