@@ -6,7 +6,7 @@
 # Pretrained: the official ImageNet-1K file coat_lite_mini_6b4a8ae5.pth, converted on load.
 # Precision: fp16 mixed precision, as the official configs (apex O1, dynamic loss scaling; the Swin detection
 # codebase): mmengine's AmpOptimWrapper, fp16 autocast with a dynamic loss scale on GPUs; without CUDA, bf16 where
-# the CPU has it natively, else fp32 (vt_backbones/compat.py).
+# the CPU has it natively, else fp32 (vt_backbones/engine/optim_wrappers.py).
 _base_ = [
     './_base_/models/mask_rcnn_fpn.py',
     './_base_/datasets/coco_instance_ms_crop.py',

@@ -4,7 +4,8 @@
 # Pretrained: the official ImageNet-1K file (SwinTransformer/storage v1.0.0), converted on load by vt_backbones.
 # Precision: fp16 mixed precision, as the official config (apex O1 with dynamic loss scaling: runner
 # EpochBasedRunnerAmp, DistOptimizerHook use_fp16=True): mmengine's AmpOptimWrapper, fp16 autocast with a
-# dynamic loss scale on GPUs; without CUDA, bf16 where the CPU has it natively, else fp32 (vt_backbones/compat.py).
+# dynamic loss scale on GPUs; without CUDA, bf16 where the CPU has it natively, else fp32
+# (vt_backbones/engine/optim_wrappers.py).
 _base_ = [
     './_base_/models/mask_rcnn_fpn.py',
     './_base_/datasets/coco_instance_ms_crop.py',

@@ -4,7 +4,7 @@
 # 0.2 (the official backbone's fixed value). Warm-up: 500 iterations, as the official.
 # Precision: fp16, as the official Swin-setting config (mmdet 2.x fp16 = dict(loss_scale=512.), a static loss
 # scale): mmengine's AmpOptimWrapper with loss_scale=512.0 on GPUs; without CUDA, bf16 where the CPU has it
-# natively, else fp32 (vt_backbones/compat.py).
+# natively, else fp32 (vt_backbones/engine/optim_wrappers.py).
 _base_ = [
     './_base_/models/mask_rcnn_fpn.py',
     './_base_/datasets/coco_instance_ms_crop.py',

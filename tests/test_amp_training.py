@@ -1,6 +1,6 @@
 """Training with AMP (issue 11, item 2): mmengine's AmpOptimWrapper on a machine without CUDA (bf16 autocast,
-vt_backbones.compat), its loss scaler through a checkpoint and a resume, and ``tools/train.py --amp`` end to end
-on the mini data.
+vt_backbones.engine.optim_wrappers), its loss scaler through a checkpoint and a resume, and ``tools/train.py --amp``
+end to end on the mini data.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from mmengine.registry import HOOKS
 from mmengine.runner import Runner
 from torch import nn
 
-from vt_backbones import compat
+from vt_backbones.engine import optim_wrappers
 
 from conftest import ROOT
 
@@ -59,7 +59,7 @@ def test_cpu_amp_trains_in_bf16_without_loss_scaling() -> None:
 @cpu_only
 @pytest.mark.parametrize('native', [True, False])
 def test_cpu_amp_of_a_gpu_recipe_uses_bf16_only_where_native(native: bool, monkeypatch) -> None:
-    monkeypatch.setattr(compat, 'cpu_has_native_bf16', lambda: native)
+    monkeypatch.setattr(optim_wrappers, 'cpu_has_native_bf16', lambda: native)
     model = nn.Linear(4, 3)
     wrapper = amp_wrapper(model, loss_scale=512.0)  # a recipe's fp16 setting: no dtype
     with wrapper.optim_context(model):

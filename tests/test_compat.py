@@ -35,7 +35,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import vt_backbones.compat  # noqa: F401  the module under test
-from vt_backbones.compat import checkpoint_problem
+from vt_backbones.engine.checkpoints import checkpoint_problem
 
 from conftest import RunsCommand, free_port, run_tool
 

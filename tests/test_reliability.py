@@ -30,7 +30,7 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
 import vt_backbones  # noqa: F401  (vt_backbones.compat: weights-only loading, crash-safe checkpoints)
-from vt_backbones.compat import checkpoint_problem
+from vt_backbones.engine.checkpoints import checkpoint_problem
 from vt_backbones.convert import ConversionError, convert_file, convert_state_dict, read_checkpoint
 
 from conftest import ROOT, RunsCommand, free_port, run_tool, tool_env, train, train_command

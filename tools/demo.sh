@@ -14,7 +14,7 @@ WORK_DIR=${WORK_DIR:-work_dirs/demo}
 PROCS=${PROCS:-2}
 PRECISION=${PRECISION:-fp32}
 
-native_bf16=$($PYTHON -c 'import vt_backbones.compat as c; print("yes" if c.cpu_has_native_bf16() else "no")')
+native_bf16=$($PYTHON -c 'from vt_backbones.engine import cpu_has_native_bf16 as native; print("yes" if native() else "no")')
 if [ "$PRECISION" = auto ]; then
   PRECISION=$([ "$native_bf16" = yes ] && echo bf16 || echo fp32)
 fi

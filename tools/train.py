@@ -39,7 +39,7 @@ def enable_amp(cfg: Config) -> None:
     else:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'
-    if get_device() == 'cpu':  # asked explicitly: bf16 even where the CPU only emulates it (see compat)
+    if get_device() == 'cpu':  # asked explicitly: bf16 even where the CPU only emulates it (engine.optim_wrappers)
         cfg.optim_wrapper.dtype = 'bfloat16'
 
 
@@ -50,7 +50,7 @@ def main() -> None:
 
     if args.amp:
         enable_amp(cfg)
-    # A resumed run draws the random numbers the uninterrupted run drew (vt_backbones.compat).
+    # A resumed run draws the random numbers the uninterrupted run drew (vt_backbones.engine.hooks).
     hooks = cfg.get('custom_hooks', [])
     if not any(isinstance(hook, dict) and hook.get('type') == 'IterationSeedHook' for hook in hooks):
         cfg.custom_hooks = [*hooks, dict(type='IterationSeedHook')]

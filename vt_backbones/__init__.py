@@ -1,8 +1,9 @@
 """vt_backbones: vision-transformer backbones for mmdet 3.x and mmseg 1.x.
 
 ``import vt_backbones`` registers every backbone in the ``vt_backbones`` registry scope (a child of mmengine's
-``MODELS``) and applies the compatibility fixes for today's PyTorch (`vt_backbones.compat.apply_patches`), unless
-the environment sets ``VT_BACKBONES_NO_PATCHES=1`` (``vt_backbones.compat.remove_patches()`` reverts them later).
+``MODELS``) and ``IterationSeedHook`` in mmengine's ``HOOKS`` (`vt_backbones.engine`), and applies the compatibility
+fixes for today's PyTorch with our checkpoint and CPU AMP features (`vt_backbones.compat.apply_patches`), unless the
+environment sets ``VT_BACKBONES_NO_PATCHES=1`` (``vt_backbones.compat.remove_patches()`` reverts them later).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 from torch import nn
 
-from . import compat
+from . import compat, engine  # noqa: F401  (engine registers IterationSeedHook)
 from . import models  # noqa: F401  (imports every family module, which registers its classes)
 from .base import VisionBackbone
 from .registry import MODELS

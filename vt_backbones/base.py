@@ -28,7 +28,6 @@ from __future__ import annotations
 import functools
 import inspect
 import warnings
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
@@ -37,7 +36,8 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
-from . import compat
+from .compilation import compiled_forward, run_compiled
+from .engine.recipes import Recipe
 from .layers import bhwc_to_nchw, ceil_div, drop_path_rates
 
 NUM_STAGES = 4
@@ -76,56 +76,10 @@ def pretrained_init_cfg(pretrained: str | None, init_cfg: dict | list | None) ->
     return dict(type='Pretrained', checkpoint=pretrained)
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """The optimizer of a family's published (or borrowed) training recipe for one task: what its configs under
-    ``configs/`` use (AdamW), checked by ``tests/test_configs.py``."""
-    lr: float
-    weight_decay: float
-    no_decay: tuple[str, ...] = ()  # paramwise custom_keys with decay_mult=0 (empty: decay on every parameter)
-    betas: tuple[float, float] = (0.9, 0.999)
-
-
-#: what Swin's official dense configs exclude from weight decay (besides its absolute position embedding)
-SWIN_NO_DECAY = ('relative_position_bias_table', 'norm')
-
-
-def swin_recipes(no_decay: tuple[str, ...]) -> dict[str, Recipe]:
-    """The optimizer of Swin's official dense configs (Mask R-CNN: AdamW 1e-4, weight decay 0.05; UperNet: 6e-5,
-    0.01), which the families without published dense configs borrow, with their own ``no_decay`` keys."""
-    return {'mmdet': Recipe(lr=1e-4, weight_decay=0.05, no_decay=no_decay),
-            'mmseg': Recipe(lr=6e-5, weight_decay=0.01, no_decay=no_decay)}
-
-
 #: Builds the counterpart of one of our models in another library, for ``tools/benchmark.py --reference``:
 #: ``builder(variant, ours, options)`` -> a module whose forward returns the same NCHW maps as ours
 #: (``options``: ``size``, ``drop_path_rate``, ``with_cp``).
 ReferenceBuilder = Callable[[str, nn.Module, Any], nn.Module]
-
-
-# Graphs one compiled block class may hold: one per block configuration (stage width, heads, shift, ...) and
-# per mode (train / eval, autocast dtype); dynamo's default of 8 would silently fall back to eager.
-BLOCK_RECOMPILE_LIMIT = 64
-
-
-@functools.cache
-def compiled_forward(block_class: type[nn.Module], options: tuple[tuple[str, Any], ...] = ()) -> Callable[..., Any]:
-    """``block_class.forward`` compiled once for all instances of the class (regional compilation, the option
-    ``compile_blocks``), with the torch.compile ``options`` (default: inductor, dynamic shapes).
-
-    Compiling the repeated blocks instead of the whole backbone keeps compile time in seconds and leaves the
-    modules (and their ``state_dict`` keys) untouched. Dynamo treats a block's parameters as graph inputs, so
-    one graph serves every block of the class with the same configuration, and dynamic shapes keep the sizes
-    (of the tensors and of the ints in a block's arguments, e.g. a `WindowGrid`) symbolic, so a new input size
-    does not compile again.
-    """
-    compat.prepare_block_compilation()
-    return torch.compile(block_class.forward, **{'dynamic': True, **dict(options)})
-
-
-def run_compiled(forward: Callable[..., Any], block: nn.Module, *args: Any) -> Any:
-    with torch._dynamo.config.patch(recompile_limit=BLOCK_RECOMPILE_LIMIT):
-        return forward(block, *args)
 
 
 def _then_finish_construction(init: Callable[..., None]) -> Callable[..., None]:

@@ -46,7 +46,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..base import ALL_STAGES, NUM_STAGES, Recipe, VisionBackbone
+from ..base import ALL_STAGES, NUM_STAGES, VisionBackbone
+from ..engine.recipes import Recipe
 from ..convert import ConversionError, FamilyConverter, SourceFormat, StateDict, drop, register_converter
 from ..layers import BlockSettings, ConvPositionEncoding, DropPath, Mlp, PatchEmbed
 from ..registry import MODELS

@@ -33,7 +33,8 @@ import torch
 from torch import Tensor, nn
 from torch.fx.experimental.symbolic_shapes import statically_known_false, statically_known_true
 
-from ..base import ALL_STAGES, NUM_STAGES, Recipe, StagedBackbone, stage_channels
+from ..base import ALL_STAGES, NUM_STAGES, StagedBackbone, stage_channels
+from ..engine.recipes import Recipe
 from ..convert import FamilyConverter, SourceFormat, StateDict, drop, register_converter
 from ..layers import (BlockSettings, PreNormBlock, WindowGrid, cached_per_shape, interleaved_window_grid,
                       pad_to_multiple, relative_position_bias, shorter_side, window_attention, window_grid)

@@ -54,7 +54,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..base import ALL_STAGES, NUM_STAGES, SWIN_NO_DECAY, StagedBackbone, stage_channels, swin_recipes
+from ..base import ALL_STAGES, NUM_STAGES, StagedBackbone, stage_channels
+from ..engine.recipes import SWIN_NO_DECAY, swin_recipes
 from ..convert import FamilyConverter, SourceFormat, StateDict, drop, register_converter, rename
 from ..layers import (MASKED, BlockSettings, DropPath, Mlp, PatchEmbed, WindowGrid, attention, bhwc_to_nchw,
                       cached_per_shape, ceil_div, pad_hw, relative_position_bias, remainder,

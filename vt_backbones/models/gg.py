@@ -50,7 +50,8 @@ from typing import Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..base import ALL_STAGES, SWIN_NO_DECAY, StagedBackbone, stage_channels, swin_recipes
+from ..base import ALL_STAGES, StagedBackbone, stage_channels
+from ..engine.recipes import SWIN_NO_DECAY, swin_recipes
 from ..convert import FamilyConverter, SourceFormat, StateDict, register_converter, resize_relative_position_table
 from ..layers import (BlockSettings, PatchEmbed, PatchMerging, PreNormBlock, WindowGrid,
                       relative_position_bias, spanning_window_grid, window_attention)

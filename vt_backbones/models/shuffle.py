@@ -41,7 +41,8 @@ import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 from torch import Tensor, nn
 
-from ..base import ALL_STAGES, NUM_STAGES, SWIN_NO_DECAY, VisionBackbone, stage_channels, swin_recipes
+from ..base import ALL_STAGES, NUM_STAGES, VisionBackbone, stage_channels
+from ..engine.recipes import SWIN_NO_DECAY, swin_recipes
 from ..convert import FamilyConverter, SourceFormat, StateDict, drop, register_converter, resize_relative_position_table
 from ..layers import (BlockSettings, DropPath, WindowGrid, pad_to_multiple, relative_position_bias,
                       spanning_window_grid, window_attention, window_grid)

@@ -16,7 +16,8 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..base import ALL_STAGES, SWIN_NO_DECAY, StagedBackbone, stage_channels, swin_recipes
+from ..base import ALL_STAGES, StagedBackbone, stage_channels
+from ..engine.recipes import SWIN_NO_DECAY, swin_recipes
 from ..convert import (FamilyConverter, SourceFormat, StateDict, drop, register_converter, rename,
                        resize_relative_position_table)
 from ..layers import (BlockSettings, PatchEmbed, PatchMerging, PreNormBlock, WindowGrid,

@@ -41,7 +41,8 @@ from typing import Any, Mapping, Sequence
 
 from torch import Tensor, nn
 
-from ..base import ALL_STAGES, NUM_STAGES, Recipe, VisionBackbone
+from ..base import ALL_STAGES, NUM_STAGES, VisionBackbone
+from ..engine.recipes import Recipe
 from ..convert import FamilyConverter, SourceFormat, StateDict, drop, register_converter, rename
 from ..layers import (BlockSettings, ConvPositionEncoding, PatchEmbed, PreNormBlock, WindowGrid, attention,
                       bhwc_to_nchw, drop_path_rates, pad_to_multiple, window_attention, window_grid)
