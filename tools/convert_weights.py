@@ -52,7 +52,7 @@ def convert_into_dir(sources: list[str], out_dir: str, model: str | None) -> int
     return failures
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('paths', nargs='+', metavar='PATH',
                         help='SRC DST, or with --out-dir one or more checkpoints to convert')
@@ -60,10 +60,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--model', choices=vt_backbones.list_models(), metavar='NAME',
                         help='target variant (default: detected from the checkpoint); one of %(choices)s')
     args = parser.parse_args(argv)
+    if args.out_dir is None and len(args.paths) != 2:
+        parser.error(f'expected SRC DST (2 paths) without --out-dir, got {len(args.paths)}: {args.paths}')
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if args.out_dir is not None:
         return 1 if convert_into_dir(args.paths, args.out_dir, args.model) else 0
-    if len(args.paths) != 2:
-        parser.error(f'expected SRC DST (2 paths) without --out-dir, got {len(args.paths)}: {args.paths}')
     src, dst = args.paths
     try:
         report = convert_file(src, dst, args.model)

@@ -59,7 +59,7 @@ def from_config(path: str, checkpoint: str | None) -> torch.nn.Module:
     return model
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('model', help='a variant name (swin_t, ...) or a config file')
     parser.add_argument('out', help='the .onnx file to write')
@@ -72,7 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f'model must be a config file (.py) or one of {vt_backbones.list_models()}, got {args.model!r}')
     if any(min(s) < 32 for s in args.check_sizes):
         parser.error(f'check sizes must be at least 32x32 (the backbones\' minimum input), got {args.check_sizes}')
+    return args
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     start = time.perf_counter()
     steps = 3 + len(args.check_sizes)
     step = 0

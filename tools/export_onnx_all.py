@@ -85,7 +85,7 @@ def write(path: str | None, text: str) -> None:
         os.replace(tmp, path)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('variants', nargs='*', help='default: every variant')
     parser.add_argument('--full-depth', nargs='*', default=[], metavar='VARIANT',
@@ -96,10 +96,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--markdown', help='write the table here after every variant')
     parser.add_argument('--json', help='write the rows here after every variant')
     args = parser.parse_args(argv)
-    variants = args.variants or vt_backbones.list_models()
-    unknown = sorted(set(variants + args.full_depth) - set(vt_backbones.list_models()))
+    unknown = sorted(set(args.variants + args.full_depth) - set(vt_backbones.list_models()))
     if unknown:
         parser.error(f'unknown variants {unknown}; valid: {vt_backbones.list_models()}')
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    variants = args.variants or vt_backbones.list_models()
     torch.set_num_threads(1)
     out_dir = args.out_dir or tempfile.mkdtemp(prefix='vtb_onnx_')
     rows, timed_families = [], set()

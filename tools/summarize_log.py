@@ -51,11 +51,15 @@ def plot_losses(train: list[dict], keys: list[str], out_file: str, title: str) -
         plt.close(fig)
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('work_dir')
     parser.add_argument('--plot', metavar='FILE', help='also draw the loss curves into this image (e.g. a .png)')
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     records = read_scalars(args.work_dir)
     train = [r for r in records if 'loss' in r]
     if not train:

@@ -18,7 +18,7 @@ import vt_backbones  # noqa: F401  applies vt_backbones.compat before anything i
 from cli_common import add_common_args, load_config  # tools/ is on sys.path when a tool runs
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Test (and evaluate) a checkpoint with mmengine')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
@@ -28,7 +28,7 @@ def parse_args() -> argparse.Namespace:
                         '<work_dir>/<timestamp>/DIR (or DIR if absolute), mmseg saves every '
                         'default_hooks.visualization.interval-th image under DIR/vis_data/vis_image')
     add_common_args(parser)
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def enable_visualization(cfg: Config, show_dir: str) -> None:

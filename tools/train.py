@@ -18,7 +18,7 @@ import vt_backbones  # noqa: F401  applies vt_backbones.compat before anything i
 from cli_common import add_common_args, load_config  # tools/ is on sys.path when a tool runs
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train a model with mmengine')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
@@ -26,7 +26,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--amp', action='store_true',
                         help='automatic mixed precision: fp16 with dynamic loss scaling on GPUs, bf16 on a CPU')
     add_common_args(parser)
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def enable_amp(cfg: Config) -> None:
