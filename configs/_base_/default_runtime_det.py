@@ -1,6 +1,6 @@
 # mmdet 3.x runtime (configs/_base_/default_runtime.py): epoch-based hooks, local visualisation only.
-# auto_scale_lr: the recipes' learning rates are for 16 images per iteration (8 GPUs x 2); pass --auto-scale-lr
-# (or set enable=True) to scale lr linearly to another total batch.
+# auto_scale_lr: the recipes' learning rates are for 16 images per iteration (8 GPUs x 2); set enable=True
+# (--cfg-options auto_scale_lr.enable=True) to scale lr linearly to another total batch.
 default_scope = 'mmdet'
 
 default_hooks = dict(
