@@ -37,7 +37,7 @@ from torch.utils.data import Dataset
 import vt_backbones.compat  # noqa: F401  the module under test
 from vt_backbones.engine.checkpoints import checkpoint_problem
 
-from conftest import RunsCommand, free_port, run_tool
+from conftest import ROOT, RunsCommand, free_port, run_tool
 
 cpu_only = pytest.mark.skipif(get_device() != 'cpu', reason='the distributed fallbacks apply only without CUDA')
 
@@ -359,3 +359,33 @@ def test_dist_test_two_cpu_processes(checkpoint: Path, tmp_path: Path) -> None:
                   '--out', str(out))
     with open(out, 'rb') as f:
         assert len(pickle.load(f)) == 16  # both ranks' halves of the test set
+
+
+def backend_threads() -> list[str]:
+    """The names of this process's gloo threads (its C++ threads are invisible to ``threading``)."""
+    names = (Path(f'/proc/self/task/{task}/comm').read_text().strip() for task in os.listdir('/proc/self/task'))
+    return sorted(name for name in names if 'gloo' in name)
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='reads the thread names from /proc')
+def test_end_distributed_run_joins_the_backend_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 20: the gloo threads must be gone before the interpreter finalizes. A DDP model inside a reference
+    cycle (as the Runner's, which its hooks and loops refer back to) also holds the group, and
+    destroy_process_group alone leaves the threads running (torch 2.13)."""
+    monkeypatch.syspath_prepend(os.path.join(ROOT, 'tools'))
+    from cli_common import end_distributed_run
+    assert backend_threads() == [] and not torch.distributed.is_initialized()
+    torch.distributed.init_process_group('gloo', init_method=f'file://{tmp_path}/store', rank=0, world_size=1)
+    try:
+        cycle: dict = dict(model=nn.parallel.DistributedDataParallel(nn.Linear(2, 1)))
+        cycle['self'] = cycle
+        cycle['model'](torch.ones(2, 2)).sum().backward()  # the reducer's allreduce
+        gathered = [None]
+        torch.distributed.all_gather_object(gathered, {'rank': 0})  # Python-made tensors, as collect_results
+        assert backend_threads() == ['gloo_tcp_loop', 'pt_gloo_runloop', 'pt_gloo_runloop']
+        del cycle
+        end_distributed_run()
+        assert backend_threads() == [] and not torch.distributed.is_initialized()
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()

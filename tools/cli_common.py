@@ -1,10 +1,13 @@
-"""What tools/train.py and tools/test.py share: the common options and the config they make."""
+"""What tools/train.py and tools/test.py share: the common options, the config they make and the end of a
+distributed run."""
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import os.path as osp
 
+import torch
 from mmengine.config import Config, DictAction
 
 
@@ -31,3 +34,30 @@ def load_config(args: argparse.Namespace) -> Config:
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     return cfg
+
+
+def end_distributed_run() -> None:
+    """Shut the process group down while the interpreter is fully alive; call it once the run's Runner is gone.
+
+    mmengine's Runner never destroys the group. Then it lives, with the backend's C++ threads, until the interpreter
+    finalizes, and a gloo worker thread that releases a finished collective only then (a Python-made tensor of
+    ``all_gather_object``) has to take the GIL of a finalizing interpreter: CPython ends that thread with
+    ``pthread_exit``, whose unwinding through C++ ends in ``std::terminate``: "terminate called without an active
+    exception", SIGABRT, exit -6 on a rank that did all its work (issue 20). ``destroy_process_group`` alone does not
+    stop gloo's threads (its shutdown is a no-op in torch 2.13); the group's destructor does, when its last reference
+    goes: the default group's, the DDP model's and its reducer's. So: a barrier (no rank shuts down while another
+    still talks to it; nccl's on the current device, the one mmengine set), ``destroy_process_group`` (nccl: its
+    communicators), collect the Runner's reference cycles, and drop the last reference from Python, whose destructor
+    releases the GIL while it joins the threads.
+
+    Only after a run that succeeded: a rank whose run raised must exit at once (a barrier or a join would wait for
+    ranks that wait in a collective for it); the launcher stops the others when it exits.
+    """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    nccl = torch.distributed.get_backend() == 'nccl'
+    torch.distributed.barrier(device_ids=[torch.cuda.current_device()] if nccl else None)
+    world = torch.distributed.group.WORLD
+    torch.distributed.destroy_process_group()
+    gc.collect()  # the Runner's hooks and loops refer back to it: its DDP model is freed only by a collection
+    del world  # the last reference: the destructor joins the backend's threads here, not at finalization

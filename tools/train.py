@@ -15,7 +15,7 @@ from mmengine.runner import Runner
 from torch.distributed.elastic.multiprocessing.errors import record
 
 import vt_backbones  # noqa: F401  applies vt_backbones.compat before anything is built or loaded
-from cli_common import add_common_args, load_config  # tools/ is on sys.path when a tool runs
+from cli_common import add_common_args, end_distributed_run, load_config  # tools/ is on sys.path when a tool runs
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -64,6 +64,8 @@ def main() -> None:
 
     runner = Runner.from_cfg(cfg)
     runner.train()
+    del runner  # it holds the process group (its DDP model): see end_distributed_run
+    end_distributed_run()  # not after an exception: that rank must exit at once
 
 
 if __name__ == '__main__':
