@@ -3,6 +3,7 @@
 ``import vt_backbones`` registers every backbone in the ``vt_backbones`` registry scope (a child of mmengine's
 ``MODELS``) and applies the compatibility fixes for today's PyTorch (`vt_backbones.compat.apply_patches`), unless
 the environment sets ``VT_BACKBONES_NO_PATCHES=1`` (``vt_backbones.compat.remove_patches()`` reverts them later).
+It also registers the ``hf-hub:`` checkpoint scheme with mmengine (`vt_backbones.weights`).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from torch import nn
 
 from . import compat
 from . import models  # noqa: F401  (imports every family module, which registers its classes)
+from . import weights
 from .base import VisionBackbone
 from .registry import MODELS
 
@@ -20,6 +22,7 @@ __version__ = '0.1.0'
 
 if os.environ.get(compat.DISABLE_ENV) != '1':
     compat.apply_patches()
+weights.register_checkpoint_schemes()  # hf-hub: references in load_from / init_cfg
 
 
 def families() -> list[type[VisionBackbone]]:
