@@ -16,10 +16,14 @@ setup(
         'ftfy',
         'regex',
         'einops',
+        'safetensors',  # timm's hub files (the Twins configs' pretrained weights), vt_backbones/weights.py
     ],
     extras_require={
         'test': ['pytest', 'psutil'],
         'benchmark': ['timm', 'fvcore', 'psutil'],
+        # hf-hub: references through the hub client (its cache, tokens, offline mode); without it they are
+        # fetched from the hub's public URLs (vt_backbones/weights.py).
+        'hub': ['huggingface_hub'],
         # ONNX export (vt_backbones.export, tools/export_onnx.py): torch's dynamo exporter writes through onnxscript.
         'deploy': ['onnx>=1.17', 'onnxscript>=0.5', 'onnxruntime>=1.20'],
     },

@@ -11,5 +11,5 @@ model = dict(
     backbone=dict(
         arch='lite_medium',
         drop_path_rate=0.2,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/coat_lite_medium_a750cd63.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='https://vcl.ucsd.edu/coat/pretrained/coat_lite_medium_a750cd63.pth')),
     neck=dict(in_channels=[128, 256, 320, 512]))

@@ -10,5 +10,5 @@ _base_ = './maskrcnn_coat_lite_mini.py'
 model = dict(
     backbone=dict(
         arch='lite_small',
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/coat_lite_small_8d362f48.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='https://vcl.ucsd.edu/coat/pretrained/coat_lite_small_8d362f48.pth')),
     neck=dict(in_channels=[64, 128, 320, 512]))

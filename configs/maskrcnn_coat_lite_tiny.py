@@ -10,5 +10,5 @@ _base_ = './maskrcnn_coat_lite_mini.py'
 model = dict(
     backbone=dict(
         arch='lite_tiny',
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/coat_lite_tiny_e88e96b0.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='https://vcl.ucsd.edu/coat/pretrained/coat_lite_tiny_e88e96b0.pth')),
     neck=dict(in_channels=[64, 128, 256, 320]))

@@ -10,5 +10,5 @@ _base_ = './maskrcnn_coat_lite_mini.py'
 model = dict(
     backbone=dict(
         arch='mini',
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/coat_mini_40667eec.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='https://vcl.ucsd.edu/coat/pretrained/coat_mini_40667eec.pth')),
     neck=dict(in_channels=[152, 216, 216, 216]))

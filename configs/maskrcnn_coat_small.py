@@ -11,5 +11,5 @@ model = dict(
     backbone=dict(
         arch='small',
         drop_path_rate=0.2,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/coat_small_7479cf9b.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='https://vcl.ucsd.edu/coat/pretrained/coat_small_7479cf9b.pth')),
     neck=dict(in_channels=[152, 320, 320, 320]))

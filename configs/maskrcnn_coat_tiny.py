@@ -10,5 +10,5 @@ _base_ = './maskrcnn_coat_lite_mini.py'
 model = dict(
     backbone=dict(
         arch='tiny',
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/coat_tiny_c6efc33c.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='https://vcl.ucsd.edu/coat/pretrained/coat_tiny_c6efc33c.pth')),
     neck=dict(in_channels=[152, 152, 152, 152]))

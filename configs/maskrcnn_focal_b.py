@@ -9,5 +9,5 @@ model = dict(
     backbone=dict(
         arch='base',
         drop_path_rate=0.3,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/focal-base-is224-ws7.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='https://projects4jw.blob.core.windows.net/model/focal-transformer/imagenet1k/focal-base-is224-ws7.pth')),
     neck=dict(in_channels=[128, 256, 512, 1024]))

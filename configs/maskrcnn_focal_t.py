@@ -15,5 +15,5 @@ model = dict(
         arch='tiny',
         drop_path_rate=0.1,
         out_indices=(0, 1, 2, 3),
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/focal-tiny-is224-ws7.pth')))
+        init_cfg=dict(type='Pretrained', checkpoint='https://projects4jw.blob.core.windows.net/model/focal-transformer/imagenet1k/focal-tiny-is224-ws7.pth')))
 # Swin's 'relative_position_bias_table' key also matches Focal's _to_neighbors/_to_windows tables.

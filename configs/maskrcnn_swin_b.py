@@ -8,5 +8,5 @@ model = dict(
     backbone=dict(
         arch='base',
         drop_path_rate=0.3,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/swin_base_patch4_window7_224.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_base_patch4_window7_224.pth')),
     neck=dict(in_channels=[128, 256, 512, 1024]))

@@ -8,5 +8,5 @@ model = dict(
     backbone=dict(
         arch='large',
         drop_path_rate=0.3,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/swin_large_patch4_window7_224_22k.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_large_patch4_window7_224_22k.pth')),
     neck=dict(in_channels=[192, 384, 768, 1536]))

@@ -1,7 +1,8 @@
 # Mask R-CNN Swin-T COCO 1x; source: SwinTransformer/Swin-Transformer-Object-Detection configs/swin/mask_rcnn_swin_tiny_patch4_window7_mstrain_480-800_adamw_1x_coco.py
 # AdamW lr 1e-4, betas (0.9, 0.999), weight decay 0.05 except norms / relative_position_bias_table /
 # absolute_pos_embed; drop path 0.1; multi-scale 480-800 + random crop; 16 images per iteration (8 GPUs x 2).
-# Pretrained: the official ImageNet-1K file (SwinTransformer/storage v1.0.0), converted on load by vt_backbones.
+# Pretrained: the official ImageNet-1K file (SwinTransformer/storage v1.0.0), downloaded once into the
+# torch hub cache and converted on load by vt_backbones (offline: see tools/download_weights.py).
 # Precision: fp16 mixed precision, as the official config (apex O1 with dynamic loss scaling: runner
 # EpochBasedRunnerAmp, DistOptimizerHook use_fp16=True): mmengine's AmpOptimWrapper, fp16 autocast with a
 # dynamic loss scale on GPUs; without CUDA, bf16 where the CPU has it natively, else fp32
@@ -20,7 +21,7 @@ model = dict(
         window_size=7,
         drop_path_rate=0.1,
         out_indices=(0, 1, 2, 3),
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/swin_tiny_patch4_window7_224.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_tiny_patch4_window7_224.pth')),
     neck=dict(in_channels=[96, 192, 384, 768]))
 
 optim_wrapper = dict(

@@ -8,5 +8,5 @@ model = dict(
     backbone=dict(
         type='vt_backbones.PCPVT',
         arch='base',
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/pcpvt_base.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='hf-hub:timm/twins_pcpvt_base.in1k')),
     neck=dict(in_channels=[64, 128, 320, 512]))

@@ -19,7 +19,7 @@ model = dict(
         arch='small',
         drop_path_rate=0.2,
         out_indices=(0, 1, 2, 3),
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/pcpvt_small.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='hf-hub:timm/twins_pcpvt_small.in1k')),
     neck=dict(in_channels=[64, 128, 320, 512]))
 
 optim_wrapper = dict(

@@ -7,5 +7,5 @@ model = dict(
     backbone=dict(
         type='vt_backbones.SVT',
         arch='base',
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/alt_gvt_base.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='hf-hub:timm/twins_svt_base.in1k')),
     neck=dict(in_channels=[96, 192, 384, 768]))

@@ -7,5 +7,5 @@ model = dict(
     backbone=dict(
         type='vt_backbones.SVT',
         arch='large',
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/alt_gvt_large.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='hf-hub:timm/twins_svt_large.in1k')),
     neck=dict(in_channels=[128, 256, 512, 1024]))

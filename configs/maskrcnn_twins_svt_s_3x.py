@@ -8,5 +8,5 @@ model = dict(
     backbone=dict(
         type='vt_backbones.SVT',
         arch='small',
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/alt_gvt_small.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='hf-hub:timm/twins_svt_small.in1k')),
     neck=dict(in_channels=[64, 128, 256, 512]))

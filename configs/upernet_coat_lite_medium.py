@@ -10,6 +10,6 @@ model = dict(
     backbone=dict(
         arch='lite_medium',
         drop_path_rate=0.2,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/coat_lite_medium_a750cd63.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='https://vcl.ucsd.edu/coat/pretrained/coat_lite_medium_a750cd63.pth')),
     decode_head=dict(in_channels=[128, 256, 320, 512]),
     auxiliary_head=dict(in_channels=320))

@@ -13,7 +13,7 @@ model = dict(
         arch='lite_mini',
         drop_path_rate=0.0,
         out_indices=(0, 1, 2, 3),
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/coat_lite_mini_6b4a8ae5.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='https://vcl.ucsd.edu/coat/pretrained/coat_lite_mini_6b4a8ae5.pth')),
     decode_head=dict(in_channels=[64, 128, 320, 512], num_classes=150),
     auxiliary_head=dict(in_channels=320, num_classes=150))
 

@@ -9,6 +9,6 @@ _base_ = './upernet_coat_lite_mini.py'
 model = dict(
     backbone=dict(
         arch='lite_small',
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/coat_lite_small_8d362f48.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='https://vcl.ucsd.edu/coat/pretrained/coat_lite_small_8d362f48.pth')),
     decode_head=dict(in_channels=[64, 128, 320, 512]),
     auxiliary_head=dict(in_channels=320))

@@ -9,6 +9,6 @@ _base_ = './upernet_coat_lite_mini.py'
 model = dict(
     backbone=dict(
         arch='mini',
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/coat_mini_40667eec.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='https://vcl.ucsd.edu/coat/pretrained/coat_mini_40667eec.pth')),
     decode_head=dict(in_channels=[152, 216, 216, 216]),
     auxiliary_head=dict(in_channels=216))

@@ -10,6 +10,6 @@ model = dict(
     backbone=dict(
         arch='small',
         drop_path_rate=0.2,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/coat_small_7479cf9b.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='https://vcl.ucsd.edu/coat/pretrained/coat_small_7479cf9b.pth')),
     decode_head=dict(in_channels=[152, 320, 320, 320]),
     auxiliary_head=dict(in_channels=320))

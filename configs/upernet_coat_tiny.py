@@ -9,6 +9,6 @@ _base_ = './upernet_coat_lite_mini.py'
 model = dict(
     backbone=dict(
         arch='tiny',
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/coat_tiny_c6efc33c.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='https://vcl.ucsd.edu/coat/pretrained/coat_tiny_c6efc33c.pth')),
     decode_head=dict(in_channels=[152, 152, 152, 152]),
     auxiliary_head=dict(in_channels=152))

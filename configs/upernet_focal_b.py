@@ -7,6 +7,6 @@ _base_ = './upernet_focal_t.py'
 model = dict(
     backbone=dict(
         arch='base',
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/focal-base-is224-ws7.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='https://projects4jw.blob.core.windows.net/model/focal-transformer/imagenet1k/focal-base-is224-ws7.pth')),
     decode_head=dict(in_channels=[128, 256, 512, 1024]),
     auxiliary_head=dict(in_channels=512))

@@ -7,6 +7,6 @@ _base_ = './upernet_focal_t.py'
 model = dict(
     backbone=dict(
         arch='small',
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/focal-small-is224-ws7.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='https://projects4jw.blob.core.windows.net/model/focal-transformer/imagenet1k/focal-small-is224-ws7.pth')),
     decode_head=dict(in_channels=[96, 192, 384, 768]),
     auxiliary_head=dict(in_channels=384))

@@ -7,6 +7,6 @@ _base_ = './upernet_swin_t.py'
 model = dict(
     backbone=dict(
         arch='base',
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/swin_base_patch4_window7_224.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_base_patch4_window7_224.pth')),
     decode_head=dict(in_channels=[128, 256, 512, 1024]),
     auxiliary_head=dict(in_channels=512))

@@ -7,6 +7,6 @@ _base_ = './upernet_swin_t.py'
 model = dict(
     backbone=dict(
         arch='large',
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/swin_large_patch4_window7_224_22k.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_large_patch4_window7_224_22k.pth')),
     decode_head=dict(in_channels=[192, 384, 768, 1536]),
     auxiliary_head=dict(in_channels=768))

@@ -6,6 +6,6 @@ _base_ = './upernet_swin_t.py'
 model = dict(
     backbone=dict(
         arch='small',
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/swin_small_patch4_window7_224.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_small_patch4_window7_224.pth')),
     decode_head=dict(in_channels=[96, 192, 384, 768]),
     auxiliary_head=dict(in_channels=384))

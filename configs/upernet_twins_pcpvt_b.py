@@ -8,6 +8,6 @@ model = dict(
         type='vt_backbones.PCPVT',
         arch='base',
         drop_path_rate=0.3,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/pcpvt_base.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='hf-hub:timm/twins_pcpvt_base.in1k')),
     decode_head=dict(in_channels=[64, 128, 320, 512]),
     auxiliary_head=dict(in_channels=320))

@@ -2,7 +2,8 @@
 # AdamW lr 6e-5, betas (0.9, 0.999), weight decay 0.01 except the PEGs (pos_block) and norms; poly (power 1.0, min lr
 # 0) after a 1500-iteration linear warm-up from 1e-6; drop path 0.2; 16 images per iteration (8 GPUs x 2, the global
 # batch of the official README; mmseg's port of this one config uses 8 x 4).
-# Pretrained: the official ImageNet-1K file pcpvt_small.pth, converted on load.
+# Pretrained: timm's copy of the official ImageNet-1K pcpvt_small.pth (the official file is on Google Drive only),
+# fetched from the hub (vt_backbones/weights.py) and converted on load.
 # Precision: fp32, as the official UperNet configs (no fp16 in their runtime or optimizer config).
 _base_ = [
     './_base_/models/upernet.py',
@@ -18,7 +19,7 @@ model = dict(
         arch='small',
         drop_path_rate=0.2,
         out_indices=(0, 1, 2, 3),
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/pcpvt_small.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='hf-hub:timm/twins_pcpvt_small.in1k')),
     decode_head=dict(in_channels=[64, 128, 320, 512], num_classes=150),
     auxiliary_head=dict(in_channels=320, num_classes=150))
 

@@ -8,6 +8,6 @@ model = dict(
         type='vt_backbones.SVT',
         arch='base',
         drop_path_rate=0.2,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/alt_gvt_base.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='hf-hub:timm/twins_svt_base.in1k')),
     decode_head=dict(in_channels=[96, 192, 384, 768]),
     auxiliary_head=dict(in_channels=384))

@@ -8,6 +8,6 @@ model = dict(
         type='vt_backbones.SVT',
         arch='large',
         drop_path_rate=0.3,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/alt_gvt_large.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='hf-hub:timm/twins_svt_large.in1k')),
     decode_head=dict(in_channels=[128, 256, 512, 1024]),
     auxiliary_head=dict(in_channels=512))

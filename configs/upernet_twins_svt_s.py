@@ -8,6 +8,6 @@ model = dict(
         type='vt_backbones.SVT',
         arch='small',
         drop_path_rate=0.2,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/alt_gvt_small.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='hf-hub:timm/twins_svt_small.in1k')),
     decode_head=dict(in_channels=[64, 128, 256, 512]),
     auxiliary_head=dict(in_channels=256))

@@ -9,6 +9,7 @@ No forward passes; the models are built on the meta device (structure only) exce
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
 import vt_backbones
+from vt_backbones.weights import CATALOGUE
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / 'configs'
@@ -25,7 +27,7 @@ CONFIGS = sorted(p for p in CONFIG_DIR.rglob('*.py') if '_base_' not in p.relati
 RECIPE_CONFIGS = [p for p in CONFIGS if p.parent == CONFIG_DIR]  # configs/demo/ holds shrunk demos
 
 # Task by file-name prefix: (default_scope, number of classes).
-TASKS = {'maskrcnn': ('mmdet', 80), 'upernet': ('mmseg', 150)}
+TASKS = {'maskrcnn': ('mmdet', 80), 'cascade': ('mmdet', 80), 'upernet': ('mmseg', 150)}
 
 # Drop path of the configs that reproduce a published official config exactly.
 DROP_PATH = {
@@ -36,6 +38,9 @@ DROP_PATH = {
     'upernet_swin_t': 0.3,  # upernet_swin_tiny_patch4_window7_512x512_160k_ade20k.py
     'upernet_swin_s': 0.3,  # upernet_swin_small_patch4_window7_512x512_160k_ade20k.py
     'upernet_swin_b': 0.3,  # upernet_swin_base_patch4_window7_512x512_160k_ade20k.py
+    'cascade_maskrcnn_swin_t': 0.0,  # cascade_mask_rcnn_swin_tiny_patch4_window7_..._adamw_1x_coco.py
+    'cascade_maskrcnn_swin_t_3x': 0.2, 'cascade_maskrcnn_swin_s_3x': 0.2,  # ..._{tiny,small}_..._3x_coco.py
+    'cascade_maskrcnn_swin_b_3x': 0.3,  # cascade_mask_rcnn_swin_base_patch4_window7_..._adamw_3x_coco.py
     # Focal Transformer (dense configs never released): the values of Swin's configs for the same size.
     'maskrcnn_focal_t': 0.1, 'maskrcnn_focal_t_3x': 0.2, 'maskrcnn_focal_s': 0.2, 'maskrcnn_focal_s_3x': 0.2,
     'maskrcnn_focal_b': 0.3, 'maskrcnn_focal_b_3x': 0.3,
@@ -141,8 +146,8 @@ def test_config_builds(path: Path):
     num_classes = TASKS[path.stem.split('_')[0]][1]
     if scope == 'mmdet':
         assert list(model.neck.in_channels) == out_channels
-        assert model.roi_head.bbox_head.num_classes == num_classes
-        assert model.roi_head.mask_head.num_classes == num_classes
+        for head in (model.roi_head.bbox_head, model.roi_head.mask_head):  # one per stage in Cascade R-CNN
+            assert all(h.num_classes == num_classes for h in (head if isinstance(head, torch.nn.ModuleList) else [head]))
     else:
         head, aux = model.decode_head, model.auxiliary_head
         assert [out_channels[i] for i in head.in_index] == list(head.in_channels)
@@ -162,10 +167,13 @@ def test_recipe(path: Path):
     assert cfg.train_dataloader.batch_size == 2
     assert cfg.auto_scale_lr.base_batch_size == 16
 
-    # The backbone starts from an ImageNet file under checkpoints/.
+    # The backbone starts from its variant's ImageNet weights: the catalogue's first direct source (URL or hub
+    # repository), else the catalogue's file under checkpoints/ (vt_backbones/weights.py).
     init_cfg = cfg.model.backbone.init_cfg
-    assert init_cfg['type'] == 'Pretrained' and init_cfg['checkpoint'].startswith('checkpoints/')
-    assert init_cfg['checkpoint'].endswith('.pth')
+    weights = CATALOGUE[re.fullmatch(r'(?:cascade_)?(?:maskrcnn|upernet)_(.+?)(?:_3x)?', path.stem)[1]]
+    direct = weights.first_direct()
+    assert init_cfg['type'] == 'Pretrained'
+    assert init_cfg['checkpoint'] == (direct.location if direct else f'checkpoints/{weights.local_name}')
 
     if scope == 'mmdet':
         epochs, milestones = (36, [27, 33]) if path.stem.endswith('_3x') else (12, [8, 11])

@@ -4,6 +4,7 @@
 ``MODELS``) and ``IterationSeedHook`` in mmengine's ``HOOKS`` (`vt_backbones.engine`), and applies the compatibility
 fixes for today's PyTorch with our checkpoint and CPU AMP features (`vt_backbones.compat.apply_patches`), unless the
 environment sets ``VT_BACKBONES_NO_PATCHES=1`` (``vt_backbones.compat.remove_patches()`` reverts them later).
+It also registers the ``hf-hub:`` checkpoint scheme with mmengine (`vt_backbones.weights`).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from torch import nn
 
 from . import compat, engine  # noqa: F401  (engine registers IterationSeedHook)
 from . import models  # noqa: F401  (imports every family module, which registers its classes)
+from . import weights
 from .base import VisionBackbone
 from .registry import MODELS
 
@@ -21,6 +23,7 @@ __version__ = '0.1.0'
 
 if os.environ.get(compat.DISABLE_ENV) != '1':
     compat.apply_patches()
+weights.register_checkpoint_schemes()  # hf-hub: references in load_from / init_cfg
 
 
 def families() -> list[type[VisionBackbone]]:

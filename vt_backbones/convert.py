@@ -126,6 +126,11 @@ def read_checkpoint(path: str) -> dict:
     """
     if not os.path.isfile(path):
         raise ConversionError(f'checkpoint file not found: {path}')
+    if path.endswith('.safetensors'):  # timm's hub files: tensors only, by construction
+        try:
+            return safe_load.read_safetensors(path)
+        except Exception as err:  # a damaged header or data raises the package's own error type
+            raise ConversionError(f'cannot read checkpoint {path}: {type(err).__name__}: {err}') from err
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError:
@@ -326,12 +331,16 @@ def save_atomically(obj: object, dst: str) -> None:
 
 
 def load_pretrained(model: nn.Module, path: str) -> ConversionReport:
-    """Loads any supported checkpoint into ``model`` (``init_cfg=dict(type='Pretrained')``)."""
-    from mmengine.logging import print_log
-    from mmengine.runner import CheckpointLoader
+    """Loads any supported checkpoint into ``model`` (``init_cfg=dict(type='Pretrained')``).
 
-    is_url = '://' in path
-    checkpoint = CheckpointLoader.load_checkpoint(path, map_location='cpu') if is_url else read_checkpoint(path)
+    ``path`` may be a URL or an ``hf-hub:`` reference: `weights.fetch` downloads it (hash-checked where
+    one is published) and the file is then read exactly as a local one.
+    """
+    from mmengine.logging import print_log
+
+    from .weights import fetch
+
+    checkpoint = read_checkpoint(fetch(path))
     raw, _ = unwrap(checkpoint)
     state_dict, report = convert_state_dict(raw, model=model)
     report.skipped = skipped_objects(checkpoint)

@@ -129,3 +129,12 @@ def skipped_objects(obj: Any, path: str = '') -> Iterator[tuple[str, str]]:
     elif isinstance(obj, (list, tuple)):
         for i, value in enumerate(obj):
             yield from skipped_objects(value, f'{path}[{i}]')
+
+
+def read_safetensors(path: str) -> dict[str, torch.Tensor]:
+    """A ``.safetensors`` file (timm's hub files): a header and raw tensors, nothing that could run."""
+    try:
+        from safetensors.torch import load_file
+    except ImportError as err:
+        raise ImportError(f'reading {path} needs the safetensors package: pip install safetensors') from err
+    return load_file(path, device='cpu')
