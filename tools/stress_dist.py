@@ -72,12 +72,18 @@ def processes_naming(path: Path) -> list[psutil.Process]:
 
 
 def kill_job(launcher: subprocess.Popen, run_dir: Path) -> None:
-    """SIGKILL the launcher's process group and every process of the run (torchrun starts each worker in a session
-    of its own)."""
-    for process in [psutil.Process(launcher.pid), *processes_naming(run_dir)]:
+    """SIGKILL the launcher's process group (its own session) and every process of the run (torchrun starts each
+    worker in a session of its own)."""
+    groups = {launcher.pid}
+    for process in processes_naming(run_dir):
         try:
-            os.killpg(os.getpgid(process.pid), signal.SIGKILL)
-        except (ProcessLookupError, psutil.NoSuchProcess):
+            groups.add(os.getpgid(process.pid))
+        except ProcessLookupError:
+            pass
+    for group in groups:
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except ProcessLookupError:
             pass
     launcher.wait()
 
@@ -97,9 +103,13 @@ def run_job(command: list[str], run_dir: Path, output: Path, timeout: float) -> 
     # torchrun returns once its workers have exited: whatever still runs now was left behind (a few seconds of
     # grace for a process in its last exit steps), and is killed so that it cannot disturb the next run.
     _, alive = psutil.wait_procs(processes_naming(run_dir), timeout=5)
-    left_behind = [f'{process.pid} {process.name()}' for process in alive]
+    left_behind = []
     for process in alive:
-        process.kill()
+        try:
+            left_behind.append(f'{process.pid} {" ".join(process.cmdline())[:200]}')
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
     return Outcome(returncode, output.exists(), left_behind, seconds, log)
 
 
