@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# Added to the attention logits of pairs that must not attend to each other. A query always keeps
-# itself as a key (same label, see `label_mask`), so no softmax row is ever fully masked.
+# The attention logit of pairs that must not attend to each other, where a boolean mask is merged into a bias
+# (`window_attn_mask`). A query always keeps itself as a key (same label, see `window_grid`), so no softmax row
+# is ever fully masked.
 MASKED = float('-inf')
 
 _Fn = TypeVar('_Fn', bound=Callable)
@@ -187,8 +188,9 @@ class WindowGrid:
     Swin's adjacent windows (optionally cyclically shifted), larger dilations the strided windows of
     Shuffle Transformer, GG-Transformer and CrossFormer's long-distance attention. One gather does
     the padding, the shift and the partition, one gather undoes them and crops, and ``mask``
-    (``[nW, N, N]`` or ``None``) keeps attention inside Swin's shifted regions and away from padded
-    tokens.
+    (boolean ``[nW, N, N]``, True where a query may attend to a key as in SDPA's boolean masks, or ``None``)
+    keeps attention inside Swin's shifted regions and away from padded tokens. Boolean, so that it serves
+    every dtype: see `window_attn_mask`.
     """
     height: int
     width: int
@@ -228,7 +230,7 @@ def window_grid(height: int, width: int, window: tuple[int, int], shift: tuple[i
     cut into ``dh * dw`` windows; window ``(i, j)`` of a block holds its rows ``i, i + dh, ...`` and
     columns ``j, j + dw, ...``, in row-major order. Everything is arithmetic and comparisons on
     ``arange``s of the padded sides, so a traced graph recomputes it for any size. The mask is left out
-    (``None``) only where it is known to be all zeros: no shift, no padding and concrete sizes.
+    (``None``) only where it is known to allow every pair: no shift, no padding and concrete sizes.
 
     ``single_block`` states that ``window * dilation`` covers the map (`spanning_window_grid`,
     `interleaved_window_grid`): symbolic sizes cannot prove that the block count is 1, and the general block
@@ -273,8 +275,7 @@ def window_grid(height: int, width: int, window: tuple[int, int], shift: tuple[i
             region_rows = (rows >= Hp - wh).long() + (rows >= Hp - sh).long()
             region_cols = (cols >= Wp - ww).long() + (cols >= Wp - sw).long()
             labels = labels * 9 + region_rows * 3 + region_cols
-        same = labels[:, :, None] == labels[:, None, :]  # a token always shares its own label
-        mask = torch.zeros(same.shape, device=device).masked_fill_(~same, MASKED)
+        mask = labels[:, :, None] == labels[:, None, :]  # a token always shares its own label
     return WindowGrid(height, width, Hp, Wp, window, partition_index, reverse_index, mask)
 
 
@@ -327,21 +328,26 @@ def attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None,
     return out
 
 
-def window_attn_mask(bias: Tensor | None, mask: Tensor | None, batch_windows: int,
-                     num_heads: int) -> Tensor | None:
-    """The SDPA mask of windowed attention: a ``[heads, Nq, Nk]`` bias shared by all windows plus a per-window
-    ``[nW, Nq or 1, Nk]`` mask -> ``[B * nW, heads, Nq, Nk]`` (a view when B = 1; without a mask the bias stays
-    ``[1, heads, Nq, Nk]``). 4-D, which keeps SDPA on its fused kernel (a 3-D mask takes the reference path)."""
-    attn_mask = None if bias is None else bias[None]
+def window_attn_mask(bias: Tensor | None, mask: Tensor | None, batch_windows: int) -> Tensor | None:
+    """The SDPA mask of windowed attention: a ``[heads, Nq, Nk]`` bias shared by all windows and a per-window
+    boolean ``[nW, Nq or 1, Nk]`` mask (True: may attend) -> ``[B * nW, heads or 1, Nq, Nk]`` (a view when B = 1;
+    without a mask the bias stays ``[1, heads, Nq, Nk]``). 4-D, which keeps SDPA on its fused kernel (a 3-D mask
+    takes the reference path).
+
+    Without a bias the boolean mask goes to SDPA, which turns it into ``-inf`` logits in the queries' dtype; with
+    one, the masked pairs of the bias become `MASKED`, in the bias's dtype. Never a float mask of a fixed dtype:
+    torch 2.13's fused CPU kernel reads a float32 mask wrongly for float64 queries (silently: a relative error of
+    about 3 on a 49-token window with a quarter of its keys masked).
+    """
     if mask is None:
-        return attn_mask
-    nW, Nq, Nk = mask.shape[0], (mask.shape[1] if bias is None else bias.shape[1]), mask.shape[2]
-    per_window = mask[:, None] if attn_mask is None else attn_mask + mask[:, None]  # [nW, heads or 1, Nq, Nk]
+        return None if bias is None else bias[None]
+    per_window = mask[:, None] if bias is None else torch.where(mask[:, None], bias, MASKED)  # [nW, heads or 1, Nq, Nk]
     if torch.compiler.is_exporting():
         # Whether the reshape below is a view depends on batch == 1: traced inside a torch.cond branch (CrossFormer's
         # small maps), that question became a guard on the example's batch. A repeat copies for every batch.
-        return per_window.expand(nW, num_heads, Nq, Nk).repeat(batch_windows // nW, 1, 1, 1)
-    return per_window.expand(batch_windows // nW, nW, num_heads, Nq, Nk).reshape(batch_windows, num_heads, Nq, Nk)
+        return per_window.repeat(batch_windows // per_window.shape[0], 1, 1, 1)
+    return per_window.expand(batch_windows // per_window.shape[0], *per_window.shape).reshape(
+        batch_windows, *per_window.shape[1:])
 
 
 def window_attention(qkv: Tensor, num_heads: int, bias: Tensor | None = None, mask: Tensor | None = None,
@@ -349,11 +355,11 @@ def window_attention(qkv: Tensor, num_heads: int, bias: Tensor | None = None, ma
     """Multi-head attention inside every window: packed ``[B * nW, N, 3C]`` q, k, v -> ``[B * nW, N, C]``.
 
     ``bias`` (``[heads, N, N]``, e.g. a relative position bias) is shared by all windows; ``mask`` is a
-    `WindowGrid`'s ``[nW, N, N]`` per-window mask (see `window_attn_mask`).
+    `WindowGrid`'s boolean ``[nW, N, N]`` per-window mask (see `window_attn_mask`).
     """
     B_, N, C3 = qkv.shape
     q, k, v = qkv.view(B_, N, 3, num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
-    x = attention(q, k, v, window_attn_mask(bias, mask, B_, num_heads), dropout_p, training)
+    x = attention(q, k, v, window_attn_mask(bias, mask, B_), dropout_p, training)
     return x.transpose(1, 2).reshape(B_, N, C3 // 3)
 
 

@@ -44,12 +44,13 @@ LDA_MODES = ('fixed_interval', 'fixed_group')
 
 
 @cached_per_shape(maxsize=32)
-def relative_offsets(gh: int, gw: int, device: torch.device | None = None) -> Tensor:
+def relative_offsets(gh: int, gw: int, device: torch.device | None = None,
+                     dtype: torch.dtype = torch.float32) -> Tensor:
     """``[(2gh-1)(2gw-1), 2]`` (row, column) offsets between tokens of a ``gh x gw`` group, in the order of
-    `layers.relative_position_index` — the input of the dynamic position bias."""
+    `layers.relative_position_index` — the input of the dynamic position bias, in the dtype of its weights."""
     rows, cols = torch.arange(1 - gh, gh), torch.arange(1 - gw, gw)
     offsets = torch.stack(torch.meshgrid(rows, cols, indexing='ij'), dim=-1).view(-1, 2)
-    return offsets.float().to(device)
+    return offsets.to(device=device, dtype=dtype)
 
 
 class DynamicPosBias(nn.Module):
@@ -88,7 +89,7 @@ class GroupAttention(nn.Module):
 
     def forward(self, x: Tensor, grid: WindowGrid) -> Tensor:
         # The MLP runs every call (its weights train); only the offsets and the gather index are cached.
-        table = self.pos(relative_offsets(*grid.window, device=x.device))
+        table = self.pos(relative_offsets(*grid.window, device=x.device, dtype=self.pos.pos_proj.weight.dtype))
         bias = relative_position_bias(table, grid.window)  # [heads, N, N]
         groups = window_attention(grid.partition(self.qkv(x)), self.num_heads, bias, grid.mask, self.attn_drop,
                                   self.training)

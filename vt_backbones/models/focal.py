@@ -57,7 +57,7 @@ from torch import Tensor, nn
 from ..base import ALL_STAGES, NUM_STAGES, StagedBackbone, stage_channels
 from ..engine.recipes import SWIN_NO_DECAY, swin_recipes
 from ..convert import FamilyConverter, SourceFormat, StateDict, drop, register_converter, rename
-from ..layers import (MASKED, BlockSettings, DropPath, Mlp, PatchEmbed, WindowGrid, attention, bhwc_to_nchw,
+from ..layers import (BlockSettings, DropPath, Mlp, PatchEmbed, WindowGrid, attention, bhwc_to_nchw,
                       cached_per_shape, ceil_div, pad_hw, relative_position_bias, remainder,
                       window_attn_mask, window_grid)
 from ..registry import MODELS
@@ -91,9 +91,10 @@ class FocalLayout:
 
     ``grid`` partitions the queries (and the tokens to pool); ``local_index`` (``[nW * L]``) picks, for every
     window, its own tokens then its neighbours from the padded map (flattened); ``pooled_index``
-    (``[nW * f^2]``) picks the pooled windows around it; ``key_mask`` (``[nW, L + f^2]``) masks padding, pooled
-    windows outside the map, the neighbours of a map whose shorter side is the window (official rule) and,
-    with ``mask_wrapped``, wrapped neighbours; ``pool_weight_scale`` (``[nW, w^2]``) is 0 on padded tokens and
+    (``[nW * f^2]``) picks the pooled windows around it; ``key_mask`` (boolean ``[nW, L + f^2]``, True where a
+    key may be attended) masks padding, pooled windows outside the map, the neighbours of a map whose shorter
+    side is the window (official rule) and, with ``mask_wrapped``, wrapped neighbours; ``pool_weight_scale``
+    (``[nW, w^2]``, in the dtype of the pooling weights it scales) is 0 on padded tokens and
     ``w^2 / real tokens`` elsewhere.
     """
     grid: WindowGrid
@@ -105,7 +106,7 @@ class FocalLayout:
 
 @cached_per_shape(maxsize=32)
 def focal_layout(height: int, width: int, window: int, expand: int, focal_window: int, mask_wrapped: bool,
-                 device: torch.device | None = None) -> FocalLayout:
+                 device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> FocalLayout:
     """The `FocalLayout` of an ``H x W`` map (sizes may be symbolic: torch ops on aranges, no branch on them).
 
     The official code takes no neighbours (expand size 0) where ``min(H, W) == window``: here the neighbours
@@ -126,7 +127,7 @@ def focal_layout(height: int, width: int, window: int, expand: int, focal_window
     win = torch.arange(nWh * nWw, device=device)[:, None]
     rows, cols = win // nWw * window + dr, remainder(win, nWw) * window + dc  # [nW, L]
     wrapped = (rows < 0) | (rows >= Hp) | (cols < 0) | (cols >= Wp)
-    real = ((rows < height) & (cols < width))[:, :N].float()  # own tokens: never wrapped
+    real = ((rows < height) & (cols < width))[:, :N].to(dtype)  # own tokens: never wrapped
     rows, cols = remainder(rows, Hp), remainder(cols, Wp)  # torch.roll's wrap-around
     local_masked = (rows >= height) | (cols >= width)  # padding
     if mask_wrapped:
@@ -144,8 +145,7 @@ def focal_layout(height: int, width: int, window: int, expand: int, focal_window
     pooled_masked = (prow < 0) | (prow >= nWh) | (pcol < 0) | (pcol >= nWw)
     pooled_index = torch.where(pooled_masked, 0, prow * nWw + pcol).reshape(-1)  # masked keys: any window
 
-    masked = torch.cat([local_masked, pooled_masked], dim=1)
-    key_mask = torch.zeros(masked.shape, device=device).masked_fill_(masked, MASKED)
+    key_mask = ~torch.cat([local_masked, pooled_masked], dim=1)
     scale = real * N / real.sum(dim=1, keepdim=True)
     return FocalLayout(grid, local_index, pooled_index, key_mask, scale)
 
@@ -198,7 +198,7 @@ class FocalAttention(nn.Module):
         kv = torch.cat([local, pooled], dim=2)  # [B, nW, L + f^2, 2C]
         k, v = kv.view(B * nW, -1, 2, heads, C // heads).permute(2, 0, 3, 1, 4).unbind(0)
 
-        attn_mask = window_attn_mask(self.bias(), layout.key_mask[:, None, :], B * nW, heads)
+        attn_mask = window_attn_mask(self.bias(), layout.key_mask[:, None, :], B * nW)
         out = attention(q, k, v, attn_mask, self.attn_drop, self.training)  # [B * nW, heads, N, d]
         return self.proj(grid.reverse(out.transpose(1, 2).reshape(B * nW, N, C)))
 
@@ -263,7 +263,7 @@ class FocalStage(nn.Module):
     def forward(self, x: Tensor, run_block: Callable[..., Tensor]) -> Tensor:
         _, H, W, _ = x.shape
         layout = focal_layout(H, W, self.window_size, self.expand_size, self.focal_window, self.mask_wrapped,
-                              x.device)
+                              x.device, self.blocks[0].pool.weight.dtype)
         for block in self.blocks:
             x = run_block(block, x, layout)
         return x
