@@ -24,7 +24,7 @@ from vt_backbones import weights
 from vt_backbones.convert import ConversionError, convert_file, convert_state_dict
 from vt_backbones.weights import CATALOGUE, WeightsError
 
-from conftest import ROOT
+from conftest import ROOT, RunsCommand
 from test_convert import fake_official
 
 SERVER_LIFETIME_S = 60  # the loopback server shuts itself down after this, whatever the test does
@@ -194,15 +194,17 @@ def test_download_falls_back_to_the_hub_and_lists_what_needs_a_manual_download(c
 
 
 # ---- configs that fetch -------------------------------------------------------------------------------------
-def test_config_init_cfg_url_downloads_and_converts_with_the_restricted_reader(caches, monkeypatch):
-    """The config's own URL path, served on loopback; the file is a training checkpoint (args object) as released."""
+def test_config_init_cfg_url_downloads_and_converts_with_the_restricted_reader(caches, tmp_path):
+    """The config's own URL path, served on loopback; the file also holds an object whose unpickling would run a
+    command (mmengine's URL loader, used before, unpickles everything): the weights load, the command never runs."""
     from mmengine.config import Config
 
     cfg = Config.fromfile(os.path.join(ROOT, 'configs', 'maskrcnn_swin_t.py'))
     url = cfg.model.backbone.init_cfg.checkpoint
     path = re.sub(r'^https://[^/]+', '', url)
     source = fake_official('swin_t', seed=5)
-    body = saved({'model': source, 'args': argparse.Namespace(lr=1e-3)})  # weights-only loading refuses this
+    marker = tmp_path / 'ran'
+    body = saved({'model': source, 'args': argparse.Namespace(lr=1e-3), 'config': RunsCommand(marker)})
     with serve({path: body}) as server:
         cfg.model.backbone.init_cfg.checkpoint = server.url(path)
         backbone_cfg = {k: v for k, v in cfg.model.backbone.items() if k != 'type'}
@@ -212,6 +214,7 @@ def test_config_init_cfg_url_downloads_and_converts_with_the_restricted_reader(c
     loaded = [k for k in source if k in state]
     assert len(loaded) > 100 and all(torch.equal(state[k], source[k]) for k in loaded)
     assert files_under(caches) == [os.path.basename(path)]
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize('variant, hint', [
