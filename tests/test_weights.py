@@ -24,7 +24,7 @@ from vt_backbones import weights
 from vt_backbones.convert import ConversionError, convert_file, convert_state_dict
 from vt_backbones.weights import CATALOGUE, WeightsError
 
-from conftest import ROOT
+from conftest import ROOT, RunsCommand
 from test_convert import fake_official
 
 SERVER_LIFETIME_S = 60  # the loopback server shuts itself down after this, whatever the test does
@@ -194,15 +194,17 @@ def test_download_falls_back_to_the_hub_and_lists_what_needs_a_manual_download(c
 
 
 # ---- configs that fetch -------------------------------------------------------------------------------------
-def test_config_init_cfg_url_downloads_and_converts_with_the_restricted_reader(caches, monkeypatch):
-    """The config's own URL path, served on loopback; the file is a training checkpoint (args object) as released."""
+def test_config_init_cfg_url_downloads_and_converts_with_the_restricted_reader(caches, tmp_path):
+    """The config's own URL path, served on loopback; the file also holds an object whose unpickling would run a
+    command (mmengine's URL loader, used before, unpickles everything): the weights load, the command never runs."""
     from mmengine.config import Config
 
     cfg = Config.fromfile(os.path.join(ROOT, 'configs', 'maskrcnn_swin_t.py'))
     url = cfg.model.backbone.init_cfg.checkpoint
     path = re.sub(r'^https://[^/]+', '', url)
     source = fake_official('swin_t', seed=5)
-    body = saved({'model': source, 'args': argparse.Namespace(lr=1e-3)})  # weights-only loading refuses this
+    marker = tmp_path / 'ran'
+    body = saved({'model': source, 'args': argparse.Namespace(lr=1e-3), 'config': RunsCommand(marker)})
     with serve({path: body}) as server:
         cfg.model.backbone.init_cfg.checkpoint = server.url(path)
         backbone_cfg = {k: v for k, v in cfg.model.backbone.items() if k != 'type'}
@@ -212,6 +214,7 @@ def test_config_init_cfg_url_downloads_and_converts_with_the_restricted_reader(c
     loaded = [k for k in source if k in state]
     assert len(loaded) > 100 and all(torch.equal(state[k], source[k]) for k in loaded)
     assert files_under(caches) == [os.path.basename(path)]
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize('variant, hint', [
@@ -368,7 +371,7 @@ def fake_mmdet2_swin_t_mask_rcnn(seed: int = 0) -> dict[str, torch.Tensor]:
     return {**backbone, **rest}
 
 
-def mask_rcnn(config: str = 'maskrcnn_swin_t.py') -> torch.nn.Module:
+def built(config: str = 'maskrcnn_swin_t.py') -> torch.nn.Module:
     from vt_backbones.whole_model import build_model
     return build_model(os.path.join(ROOT, 'configs', config)).eval()
 
@@ -385,11 +388,11 @@ def test_whole_mmdet2_mask_rcnn_loads_strictly_and_predicts_as_loaded_directly(t
     tool = load_tool('convert_weights')
     assert tool.main(['--whole-model', str(src), str(dst)]) == 0  # config found from the checkpoint: ours for swin_t
 
-    ours = mask_rcnn()
+    ours = built()
     load_checkpoint(ours, str(dst), strict=True)
     assert torch.load(dst, weights_only=True)['meta']['dataset_meta']['classes'][:2] == ('class0', 'class1')
 
-    direct = mask_rcnn()  # the same weights, put in place by hand: backbone converted, the rest by name
+    direct = built()  # the same weights, put in place by hand: backbone converted, the rest by name
     backbone, _ = convert_state_dict({k[len('backbone.'):]: v for k, v in state_dict.items()
                                       if k.startswith('backbone.')}, model=direct.backbone)
     direct.backbone.load_state_dict(backbone, strict=True)
@@ -461,4 +464,44 @@ def test_whole_mmdet2_cascade_mask_rcnn_fits_our_cascade_config(tmp_path):
     converted = torch.load(tmp_path / 'out.pth', weights_only=True)
     assert converted['meta']['config'].endswith('cascade_maskrcnn_swin_t.py')
     from mmengine.runner import load_checkpoint
-    load_checkpoint(mask_rcnn('cascade_maskrcnn_swin_t.py'), str(tmp_path / 'out.pth'), strict=True)
+    load_checkpoint(built('cascade_maskrcnn_swin_t.py'), str(tmp_path / 'out.pth'), strict=True)
+
+
+# UperNet of the official Swin segmentation code (SwinTransformer/Swin-Transformer-Semantic-Segmentation, mmseg 0.11:
+# configs/_base_/models/upernet_swin.py; mmseg/models/decode_heads/uper_head.py, psp_head.py (PPM), fcn_head.py,
+# decode_head.py): ConvModules with SyncBN (no conv bias, norm ``bn``), PPM entries Sequential(pool, ConvModule).
+def mmseg0_upernet_heads(in_channels: list[int], num_classes: int = 150, channels: int = 512) -> dict[str, list[int]]:
+    def conv_module(name: str, out: int, inp: int, k: int) -> dict[str, list[int]]:
+        bn = {f'{name}.bn.{n}': [out] for n in ('weight', 'bias', 'running_mean', 'running_var')}
+        return {f'{name}.conv.weight': [out, inp, k, k], **bn, f'{name}.bn.num_batches_tracked': []}
+
+    shapes = {}
+    for j in range(4):  # pool scales (1, 2, 3, 6)
+        shapes |= conv_module(f'decode_head.psp_modules.{j}.1', channels, in_channels[-1], 1)
+    shapes |= conv_module('decode_head.bottleneck', channels, in_channels[-1] + 4 * channels, 3)
+    for i, c in enumerate(in_channels[:-1]):
+        shapes |= conv_module(f'decode_head.lateral_convs.{i}', channels, c, 1)
+        shapes |= conv_module(f'decode_head.fpn_convs.{i}', channels, channels, 3)
+    shapes |= conv_module('decode_head.fpn_bottleneck', channels, len(in_channels) * channels, 3)
+    shapes |= {'decode_head.conv_seg.weight': [num_classes, channels, 1, 1], 'decode_head.conv_seg.bias': [num_classes]}
+    shapes |= conv_module('auxiliary_head.convs.0', 256, in_channels[2], 3)
+    shapes |= {'auxiliary_head.conv_seg.weight': [num_classes, 256, 1, 1], 'auxiliary_head.conv_seg.bias': [num_classes]}
+    for i, c in enumerate(in_channels):
+        shapes |= {f'backbone.norm{i}.weight': [c], f'backbone.norm{i}.bias': [c]}
+    return shapes
+
+
+def test_whole_mmseg0_upernet_fits_our_upernet_config(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    backbone = {f'backbone.{k}': v for k, v in fake_official('swin_t').items() if not k.startswith(('head.', 'norm.'))}
+    heads = {k: (torch.randn(shape, generator=g) if shape else torch.tensor(7))
+             for k, shape in mmseg0_upernet_heads([96, 192, 384, 768]).items()}
+    torch.save({'meta': {'CLASSES': ('wall', 'building')}, 'state_dict': {**backbone, **heads}}, tmp_path / 'upernet.pth')
+    assert load_tool('convert_weights').main(['--whole-model', str(tmp_path / 'upernet.pth'),
+                                              str(tmp_path / 'out.pth')]) == 0  # upernet_swin_t.py
+    converted = torch.load(tmp_path / 'out.pth', weights_only=True)
+    assert converted['meta']['config'].endswith('upernet_swin_t.py')
+    from mmengine.runner import load_checkpoint
+    model = built('upernet_swin_t.py')
+    load_checkpoint(model, str(tmp_path / 'out.pth'), strict=True)
+    assert torch.equal(model.decode_head.conv_seg.weight, heads['decode_head.conv_seg.weight'])
