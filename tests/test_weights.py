@@ -168,6 +168,8 @@ def test_wrong_hash_is_an_error_and_leaves_nothing(caches, tmp_path, monkeypatch
         monkeypatch.setitem(CATALOGUE, variant, with_url(variant, server.url(path), wrong))
         # The hub is the second source: make it fail too, offline, so that nothing at all can be fetched.
         monkeypatch.setattr(weights, 'hub_download', lambda ref, **_: (_ for _ in ()).throw(WeightsError(f'{ref}: offline')))
+        caches.mkdir(parents=True)
+        (caches / CATALOGUE[variant].local_name).write_bytes(b'a stale, damaged download')  # removed, not used
         out = tmp_path / 'out'
         assert load_tool('download_weights').main([variant, '--out', str(out)]) == 1
     err = capsys.readouterr().err
@@ -454,6 +456,7 @@ def mmdet2_cascade_heads(num_classes: int = 80) -> dict[str, list[int]]:
     return shapes
 
 
+@pytest.mark.slow
 def test_whole_mmdet2_cascade_mask_rcnn_fits_our_cascade_config(tmp_path):
     g = torch.Generator().manual_seed(0)
     backbone = {f'backbone.{k}': v for k, v in fake_official('swin_t').items() if not k.startswith(('head.', 'norm.'))}
@@ -491,6 +494,7 @@ def mmseg0_upernet_heads(in_channels: list[int], num_classes: int = 150, channel
     return shapes
 
 
+@pytest.mark.slow
 def test_whole_mmseg0_upernet_fits_our_upernet_config(tmp_path):
     g = torch.Generator().manual_seed(0)
     backbone = {f'backbone.{k}': v for k, v in fake_official('swin_t').items() if not k.startswith(('head.', 'norm.'))}

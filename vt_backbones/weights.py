@@ -220,13 +220,15 @@ def hash_matches(path: str, sha256_prefix: str | None) -> bool:
 def download(url: str, dst: str, sha256_prefix: str | None = None, progress: bool = True) -> str:
     """Downloads ``url`` to ``dst`` through a temporary file beside it, renamed once the hash matched.
 
-    A ``dst`` already there whose hash matches (or with no hash to check) is kept. Raises `WeightsError`
-    for a network failure or a wrong hash; either way no file is left behind.
+    A ``dst`` already there whose hash matches (or with no hash to check) is kept, one whose hash does not
+    is removed. Raises `WeightsError` for a network failure or a wrong hash; either way no file is left.
     """
     from tqdm import tqdm
 
-    if os.path.isfile(dst) and hash_matches(dst, sha256_prefix):
-        return dst
+    if os.path.isfile(dst):
+        if hash_matches(dst, sha256_prefix):
+            return dst
+        os.unlink(dst)  # a damaged or foreign file under the published name: never used, fetched again
     directory = os.path.dirname(os.path.abspath(dst))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(dst)}.', suffix='.part', dir=directory)
