@@ -63,11 +63,11 @@ def test_dist_train_runs_from_a_fresh_shell_without_torch_on_path(tmp_path):
     assert 'usage: train.py' in result.stdout
 
 
-# Untrained, or trained with the old sampler, the demo's model finds nothing (COCO evaluation then prints no metric
-# at all); the demo config (fixed seed) scored bbox mAP 0.156 and segm mAP 0.014 (tools/test.py) in every run here. The bounds
-# leave room for other machines' float differences, not for "learned nothing".
-BBOX_MAP_MIN = 0.08
-SEGM_MAP_MIN = 0.005
+# What issue 21 asks of `make demo` (tools/test.py, fp32, on the validation images): a detector that learned. The
+# demo config (fixed seed) scored about XXX here; the demo of before (40 iterations at 320x256 on smaller, more crowded
+# shapes) scored bbox 0.06-0.16, segm 0.01-0.05 depending on the CPU, and fails these bounds.
+BBOX_MAP_MIN = 0.30
+SEGM_MAP_MIN = 0.25
 
 
 @pytest.mark.slow
@@ -85,10 +85,38 @@ def test_make_demo_learns_and_draws(tmp_path):
     metrics = {name: float(value) for name, value in re.findall(r'(coco/(?:bbox|segm)_mAP): ([0-9.]+)', out)}
     assert metrics['coco/bbox_mAP'] >= BBOX_MAP_MIN and metrics['coco/segm_mAP'] >= SEGM_MAP_MIN, metrics
 
-    # Both validation images drawn got predictions passing the test threshold; the two pictures are PNG files.
-    drawn = re.findall(r'(\d+) objects, (\d+) predictions scoring >= 0.05', out)
-    assert len(drawn) == 2 and all(int(kept) > 0 for _, kept in drawn), drawn
+    # The picture (predictions scoring >= 0.5): most objects have a box of their class, few boxes are elsewhere.
+    drawn = [tuple(map(int, counts)) for counts in re.findall(
+        r'(\d+) objects, (\d+) with a box of their class \(IoU >= 0.5\); (\d+) predictions scoring >= 0.5, '
+        r'(\d+) of them on no object', out)]
+    assert len(drawn) == 2, out[-3000:]
+    objects, found, _, stray = map(sum, zip(*drawn))
+    assert found >= 0.7 * objects and stray <= 1, drawn
     for picture in ('loss_curves.png', 'predictions.png'):
         assert str(work / picture) in out
         with open(work / picture, 'rb') as f:
             assert f.read(8) == b'\x89PNG\r\n\x1a\n', picture
+
+
+def test_visualize_counts_found_objects_and_stray_boxes():
+    """tools/visualize.py's numbers for the picture, on boxes whose overlaps are known by hand."""
+    import importlib.util
+
+    import torch
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+
+    spec = importlib.util.spec_from_file_location('visualize', os.path.join(ROOT, 'tools', 'visualize.py'))
+    visualize = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(visualize)
+    sample = DetDataSample()
+    sample.gt_instances = InstanceData(bboxes=torch.tensor([[0., 0., 10., 10.], [20., 20., 40., 40.]]),
+                                       labels=torch.tensor([0, 1]))
+    sample.pred_instances = InstanceData(
+        bboxes=torch.tensor([[0., 0., 10., 9.],     # on object 0, its class: found
+                             [20., 20., 40., 40.],  # on object 1, wrong class: not found, not stray
+                             [60., 60., 70., 70.],  # on nothing: stray
+                             [21., 21., 40., 40.]]),  # on object 1, its class, but below the score threshold
+        labels=torch.tensor([0, 0, 1, 1]), scores=torch.tensor([0.9, 0.8, 0.6, 0.2]))
+    assert visualize.count_matches(sample, score_thr=0.5) == (1, 3, 1)
+    assert visualize.count_matches(sample, score_thr=0.1) == (2, 4, 1)

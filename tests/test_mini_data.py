@@ -26,6 +26,10 @@ KNOWN_COCO_CATEGORIES = {
     90: ("toothbrush", "indoor"),
 }
 USED_COCO_CATEGORY_IDS = {1, 3, 18, 62}
+DEFAULT_COUNTS = {"train": 64, "val": 16}
+# What `make demo`'s short training needs (tools/make_mini_data.py): a few large objects per image.
+MOST_OBJECTS_PER_IMAGE = 3
+SMALLEST_OBJECT_SIDE = 0.2  # the longer side of every object's box, as a fraction of the image's short side
 # ADE20K png value -> class name (value v is class index v - 1 under reduce_zero_label).
 KNOWN_ADE_CLASSES = {1: "wall", 2: "building", 3: "sky", 5: "tree", 7: "road", 10: "grass", 13: "person",
                      21: "car"}
@@ -74,14 +78,14 @@ def test_coco_annotations_are_consistent(data_root: Path, split: str) -> None:
     assert used and used <= USED_COCO_CATEGORY_IDS
 
     images = coco.dataset["images"]
-    assert len(images) == {"train": 16, "val": 8}[split]
+    assert len(images) == DEFAULT_COUNTS[split]
     for image_info in images:
         assert image_info["file_name"] == f"{image_info['id']:012d}.jpg"
         image = cv2.imread(str(coco_root / f"{split}2017" / image_info["file_name"]))
         assert image is not None
         assert image.shape == (image_info["height"], image_info["width"], 3)
         # mmdet drops images without instances by default, so every image should have some.
-        assert coco.getAnnIds(imgIds=[image_info["id"]])
+        assert 1 <= len(coco.getAnnIds(imgIds=[image_info["id"]])) <= MOST_OBJECTS_PER_IMAGE
 
     for ann in coco.dataset["annotations"]:
         assert ann["iscrowd"] == 0
@@ -92,6 +96,7 @@ def test_coco_annotations_are_consistent(data_root: Path, split: str) -> None:
         image_info = coco.imgs[ann["image_id"]]
         assert xs.min() >= 0 and xs.max() < image_info["width"]
         assert ys.min() >= 0 and ys.max() < image_info["height"]
+        assert max(ann["bbox"][2:]) >= SMALLEST_OBJECT_SIDE * min(image_info["width"], image_info["height"])
         mask_area = coco.annToMask(ann).sum()
         assert mask_area > 0
         assert ann["area"] == pytest.approx(mask_area, rel=0.15)
@@ -110,7 +115,7 @@ def test_ade_label_maps_match_images(data_root: Path, split: str) -> None:
     label_paths = sorted((ade_root / "annotations" / ADE_FOLDERS[split]).glob("*.png"))
     assert [p.stem for p in image_paths] == [p.stem for p in label_paths]
     assert [p.name for p in image_paths] == [f"ADE_{split}_{i:08d}.jpg" for i in range(1, len(image_paths) + 1)]
-    assert len(image_paths) == {"train": 16, "val": 8}[split]
+    assert len(image_paths) == DEFAULT_COUNTS[split]
     for image_path, label_path in zip(image_paths, label_paths):
         image = cv2.imread(str(image_path))
         labels = cv2.imread(str(label_path), cv2.IMREAD_UNCHANGED)

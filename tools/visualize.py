@@ -4,8 +4,8 @@
     python tools/visualize.py CONFIG CHECKPOINT --out predictions.png [--num-images 2] [--score-thr T]
 
 Each row is one image: ground truth on the left, predictions with a score of at least ``--score-thr`` (default:
-the config's ``model.test_cfg.rcnn.score_thr``, what COCO evaluation counts, else 0.3) on the right (boxes, masks, class names and scores, drawn by mmdet's DetLocalVisualizer). Prints how many
-predictions each image got. For mmdet configs (``default_scope = 'mmdet'``).
+the config's ``model.test_cfg.rcnn.score_thr``, what COCO evaluation counts, else 0.3) on the right (boxes, masks, class names and scores, drawn by mmdet's DetLocalVisualizer). Prints, per
+image, how many objects got a box of their class (IoU >= 0.5) and how many drawn predictions sit on no object. For mmdet configs (``default_scope = 'mmdet'``).
 """
 from __future__ import annotations
 
@@ -46,6 +46,19 @@ def stack_rows(rows: list[np.ndarray]) -> np.ndarray:
     width = max(row.shape[1] for row in rows)
     padded = [np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0)), constant_values=255) for row in rows]
     return np.concatenate(padded, axis=0)
+
+
+def count_matches(sample, score_thr: float, iou_thr: float = 0.5) -> tuple[int, int, int]:
+    """(objects with a kept prediction of their class at IoU >= iou_thr, kept predictions, kept predictions that
+    overlap no object at IoU >= iou_thr): what the picture shows, in numbers."""
+    from mmdet.structures.bbox import bbox_overlaps, get_box_tensor
+
+    kept = sample.pred_instances[sample.pred_instances.scores >= score_thr]
+    overlaps = bbox_overlaps(get_box_tensor(kept.bboxes), get_box_tensor(sample.gt_instances.bboxes))
+    same_class = kept.labels[:, None] == sample.gt_instances.labels[None, :]
+    found = int(((overlaps >= iou_thr) & same_class).any(dim=0).sum())
+    stray = int((overlaps < iou_thr).all(dim=1).sum())
+    return found, len(kept), stray
 
 
 def write_image_atomically(image_rgb: np.ndarray, out_file: str) -> None:
@@ -89,9 +102,10 @@ def main(argv: list[str] | None = None) -> None:
         visualizer.add_datasample(os.path.basename(sample.img_path), image, sample, draw_gt=True, draw_pred=True,
                                   pred_score_thr=args.score_thr)
         rows.append(visualizer.get_image())
-        kept = int((sample.pred_instances.scores >= args.score_thr).sum())
-        print(f'{sample.img_path}: {len(sample.gt_instances)} objects, {kept} predictions scoring >= '
-              f'{args.score_thr} ({len(sample.pred_instances)} in all)')
+        found, kept, stray = count_matches(sample, args.score_thr)
+        print(f'{sample.img_path}: {len(sample.gt_instances)} objects, {found} with a box of their class '
+              f'(IoU >= 0.5); {kept} predictions scoring >= {args.score_thr}, {stray} of them on no object '
+              f'({len(sample.pred_instances)} predictions in all)')
     write_image_atomically(stack_rows(rows), args.out)
     print(f'predictions: {args.out} (left: ground truth, right: predictions)')
 
