@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
@@ -40,6 +41,15 @@ class RunsCommand:
 
     def __reduce__(self) -> tuple:
         return os.system, (f'touch {self.marker}',)
+
+
+def load_tool(name: str):
+    """``tools/<name>.py`` as a module, to call its functions or ``main(argv)`` in this process."""
+    spec = importlib.util.spec_from_file_location(f'vt_tool_{name}', os.path.join(ROOT, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
 
 
 # ---- running the project's tools in subprocesses --------------------------------------------------------

@@ -19,21 +19,12 @@ from torch import nn
 
 import vt_backbones
 
-from conftest import SMALLEST  # the smallest variant of every family
+from conftest import SMALLEST, load_tool  # SMALLEST: the smallest variant of every family
 
 REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO / 'tools' / 'benchmark.py'
 
-
-def _load_tool():
-    spec = importlib.util.spec_from_file_location('vt_benchmark_tool', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_tool()
+bench = load_tool('benchmark')
 
 
 def _importable(name: str) -> bool:
@@ -172,10 +163,36 @@ def cli_run(tmp_path_factory):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get('PYTHONPATH')])))
     proc = subprocess.run(
         [sys.executable, str(TOOL), '--size', '64', '--repeat', '1', '--warmup', '0', '--reference', 'none',
-         'swin_t', '--json', str(out)],
+         'swin_t', '--json', str(out), '--markdown', str(out.with_suffix('.md'))],
         capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     return proc, json.loads(out.read_text())
+
+
+def test_cli_json_is_read_back_into_the_same_output(cli_run, tmp_path, capsys):
+    """--from-json prints the run's output again and writes the same markdown, measuring nothing."""
+    proc, data = cli_run
+    saved = tmp_path / 'saved.json'
+    saved.write_text(json.dumps(data))
+    markdown, plot = tmp_path / 'again.md', tmp_path / 'again.png'
+    assert bench.main(['--from-json', str(saved), '--markdown', str(markdown), '--plot', str(plot)]) == 0
+    assert capsys.readouterr().out == proc.stdout + f'# plot: {plot}\n'
+    measured_markdown = Path(proc.args[proc.args.index('--markdown') + 1]).read_text()
+    assert markdown.read_text() == measured_markdown and data['command'] in measured_markdown
+    assert plot.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    with pytest.raises(SystemExit):
+        bench.parse_args(['--from-json', str(saved), 'swin_t'])  # nothing is measured: no MODEL
+    assert 'unrecognized arguments: swin_t' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('text, detail', [('{"results": []}', 'missing env, config, command'), ('[1', 'cannot read')])
+def test_from_json_refuses_other_files_naming_the_argument(text, detail, tmp_path, capsys):
+    path = tmp_path / 'other.json'
+    path.write_text(text)
+    with pytest.raises(SystemExit):
+        bench.parse_args(['--from-json', str(path)])
+    err = capsys.readouterr().err
+    assert 'argument --from-json' in err and detail in err
 
 
 def test_cli_end_to_end_json_fields(cli_run):

@@ -11,9 +11,9 @@ import sys
 import pytest
 import torch
 
-import vt_backbones  # noqa: F401  (allowlists what mmengine checkpoints hold, for weights-only loading)
+import vt_backbones  # (also allowlists what mmengine checkpoints hold, for weights-only loading)
 
-from conftest import ROOT
+from conftest import ROOT, load_tool
 
 pytestmark = pytest.mark.slow
 DEMO_CONFIG = os.path.join(ROOT, 'configs', 'demo', 'maskrcnn_shuffle_t_mini.py')  # what `make demo` trains
@@ -69,3 +69,31 @@ def test_train_checkpoint_resume_and_test(mini_config, tmp_path):
     for metric in ('coco/bbox_mAP', 'coco/segm_mAP'):
         assert metric in log, log[-3000:]
 
+
+def test_training_checkpoint_is_read_by_test_visualize_and_export(mini_config, tmp_path):
+    """What tools/train.py writes, every other tool reads: tools/test.py and tools/visualize.py (mmengine's loader)
+    and tools/export_onnx.py with a config (ours: the backbone of the whole detector). With CoaT, whose layout no
+    foreign one shares (issue 25: its own checkpoints were refused)."""
+    config = tmp_path / 'coat.py'
+    config.write_text(f'''
+_base_ = {mini_config!r}
+model = dict(backbone=dict(_delete_=True, type='vt_backbones.CoaT', arch='lite_tiny', drop_path_rate=0.0,
+                           init_cfg=None),
+             neck=dict(in_channels={list(vt_backbones.create_backbone('coat_lite_tiny').out_channels)}))
+''')
+    work = tmp_path / 'work'
+    run(sys.executable, 'tools/train.py', str(config), '--work-dir', str(work), '--cfg-options', 'train_cfg.max_iters=2')
+    checkpoint = str(work / 'iter_2.pth')
+
+    tested = run(sys.executable, 'tools/test.py', str(config), checkpoint, '--work-dir', str(tmp_path / 'test'),
+                 '--cfg-options', 'model.test_cfg.rcnn.score_thr=0.0')
+    assert 'coco/bbox_mAP' in tested.stdout + tested.stderr
+    picture = tmp_path / 'predictions.png'
+    run(sys.executable, 'tools/visualize.py', str(config), checkpoint, '--out', str(picture), '--num-images', '1')
+    assert picture.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+    backbone = load_tool('export_onnx').from_config(str(config), checkpoint)
+    saved = torch.load(checkpoint, map_location='cpu')['state_dict']
+    state = backbone.state_dict()
+    assert state.keys() == {k[len('backbone.'):] for k in saved if k.startswith('backbone.')}
+    assert all(torch.equal(state[k], saved['backbone.' + k]) for k in state)

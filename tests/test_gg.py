@@ -143,7 +143,6 @@ def test_parameter_count(variant, depths, paper_millions, glance_pos_bias):
 
 # ---- our own checkpoints -------------------------------------------------------------------------
 BOTH_SETTINGS = pytest.mark.parametrize('glance_pos_bias', [False, True], ids=['default', 'glance_pos_bias'])
-FORMAT = {False: 'vt_backbones', True: 'vt_backbones_glance_pos_bias'}
 
 
 def trained_like(variant: str = 'gg_t', glance_pos_bias: bool = False) -> torch.nn.Module:
@@ -165,7 +164,7 @@ def test_own_checkpoint_converts_and_loads(tmp_path, glance_pos_bias):
     torch.save({'state_dict': ckpt, 'meta': {}}, src)
     # Detected without a model name, though Swin's official layout matches its keys too (GG keeps Swin's names).
     report = convert_file(str(src), str(dst))
-    assert (report.model, report.source_format, report.new) == ('gg_t', FORMAT[glance_pos_bias], [])
+    assert (report.model, report.source_format, report.new) == ('gg_t', 'ours', [])
     assert report.model_kwargs == ({'glance_pos_bias': True} if glance_pos_bias else {})
     model = vt_backbones.create_backbone('gg_t', drop_path_rate=0.0, glance_pos_bias=glance_pos_bias).eval()
     model.load_state_dict(torch.load(dst, weights_only=True)['state_dict'], strict=True)

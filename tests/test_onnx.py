@@ -2,7 +2,8 @@
 equals torch there, for every family.
 
 Each family's smallest variant with its own widths, heads and windows but `reduced_depth` (one block of each kind
-per stage): the export traces the blocks of a kind alike, so depth adds minutes, not coverage. One export per
+per stage): the export traces the blocks of a kind alike, so depth adds minutes, not coverage. It is exported by
+tools/export_onnx.py from a config and a checkpoint of trained-like weights, not the initial ones. One export per
 family, checked at two sizes: 97x131 (every stage padded; CrossFormer's regular groups in stages 1-2 and its
 small-map rule in stages 3-4) and 32x45 with batch 2 (stage maps below one window, the small-map rule from stage 2).
 Every other variant is exported and checked at the same two sizes too, with `make test-heavy` (minutes each).
@@ -17,8 +18,11 @@ import torch
 from vt_backbones import families, family_of, list_models
 from vt_backbones.export import ATOL, RTOL, OnnxBackbone, check_against_torch, export_onnx, reduced_depth
 
+from conftest import load_tool
+
 pytest.importorskip('onnxruntime')
 pytest.importorskip('onnxscript')
+export_tool = load_tool('export_onnx')
 
 # The smallest variant of each family; CoaT-Tiny has serial and parallel blocks (CoaT-Lite: serial only), Twins-SVT
 # local windows and PCPVT's sub-sampled global attention with its position encoding.
@@ -36,18 +40,34 @@ def test_every_family_is_exported_by_a_test():
     assert tested | set(COVERED_BY) == {cls.__name__ for cls in families()}
 
 
+def trained_like_(model: torch.nn.Module) -> torch.nn.Module:
+    """Moves every parameter away from its initial value, as training does (an export of initial weights would not
+    show that a checkpoint was loaded)."""
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(torch.randn_like(param), alpha=0.05)
+    return model
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('variant', FAMILIES)
 def test_one_file_serves_every_size(variant, tmp_path):
-    model = reduced_depth(variant)
-    path = str(tmp_path / f'{variant}.onnx')
-    report = export_onnx(model, path, check_sizes=[(97, 131)], log=lambda message: None)
-    assert os.listdir(tmp_path) == [f'{variant}.onnx']  # the temporary file renamed, nothing left beside it
-    assert report.checks[0].passed
+    """Exported by tools/export_onnx.py from a config and a whole-detector checkpoint (``backbone.*``) of weights
+    that are not the initial ones: the file computes what the model that saved them computes."""
+    model = trained_like_(reduced_depth(variant))
+    config, checkpoint = tmp_path / 'config.py', tmp_path / 'detector.pth'
+    config.write_text(f'model = dict(backbone=dict(type={"vt_backbones." + type(model).__name__!r}, '
+                      f'arch={model.arch!r}, drop_path_rate=0.0))\n')
+    torch.save({'meta': {}, 'state_dict': {f'backbone.{k}': v for k, v in model.state_dict().items()}}, checkpoint)
+    out = tmp_path / 'onnx'
+    path = str(out / f'{variant}.onnx')
+    assert export_tool.main([str(config), path, '--checkpoint', str(checkpoint), '--check-sizes', '97x131']) == 0
+    assert os.listdir(out) == [f'{variant}.onnx']  # the temporary file renamed, nothing left beside it
 
     backbone = OnnxBackbone(path)
-    check = check_against_torch(model, backbone, (32, 45), batch=2)
-    assert check.passed, f'{check} (bound {ATOL} + {RTOL} * max|output|)'
+    for size, batch in (((97, 131), 1), ((32, 45), 2)):
+        check = check_against_torch(model, backbone, size, batch=batch)
+        assert check.passed, f'{check} (bound {ATOL} + {RTOL} * max|output|)'
     # The graph cannot refuse an input; OnnxBackbone applies the model's checks.
     with pytest.raises(ValueError, match='at least 32x32'):
         backbone(torch.randn(1, 3, 31, 64))

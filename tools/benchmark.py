@@ -5,6 +5,7 @@
         [--dtype fp32|bf16|fp16 [...]] [--compile [on|both]] [--with-cp] [--mode fwd|fwdbwd|both]
         [--memory profiler|rss|none] [--clock wall|cpu] [--device cpu|cuda] [--json OUT]
         [--plot OUT.png] [--markdown OUT.md|-]
+    python tools/benchmark.py --from-json OUT.json [--markdown OUT.md|-] [--plot OUT.png]
 
 For every MODEL and size the tool reports parameters, FLOPs, the median forward time (eval,
 ``torch.no_grad``), the median forward+backward time (train mode, ``sum(out.sum()).backward()``), the
@@ -22,6 +23,8 @@ first call of each mode is untimed and reported as its compile time (wall clock)
 takes the first installed reference that has the model's family (mmdet, mmseg, timm), else our own
 model in fp32 eager. Several ``--size`` options measure every size; ``--plot`` draws time and peak
 memory against the input size (log-log), ``--markdown`` writes the ratio table the README shows.
+``--from-json`` reads a file written by ``--json`` back and prints, writes and draws all of that again without
+measuring anything.
 ``--reference swin_t`` with ``swin_t`` gives an A/A run: how far from 1.00 noise alone moves a ratio.
 On a machine shared with other jobs, ``--threads 1 --clock cpu`` (CPU time of the process) is far
 less noisy than wall time with several threads, whose OpenMP barriers stall whenever one thread is
@@ -830,6 +833,10 @@ def atomic_output(path: str) -> Iterator[str]:
         raise
 
 
+#: What ``--json`` writes, and ``--from-json`` reads back.
+SAVED_KEYS = ['env', 'config', 'command', 'results']
+
+
 def write_json_atomic(path: str, data: Any) -> None:
     with atomic_output(path) as tmp, open(tmp, 'w') as f:
         json.dump(data, f, indent=2)
@@ -908,14 +915,42 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--markdown', metavar='OUT.md',
                         help='write the ratio table as markdown (the README performance table; - for stdout)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar on stderr')
+    parser.add_argument('--from-json', metavar='IN.json',
+                        help='measure nothing: print the tables of a file written by --json and write its --markdown '
+                             'and --plot (alone with those two options, without MODEL)')
     return parser
+
+
+def parse_rendering_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """``--from-json IN.json [--markdown OUT.md|-] [--plot OUT.png]``: what a saved run can still give."""
+    parser = argparse.ArgumentParser(description='Print and draw the results of a run saved with --json.')
+    parser.add_argument('--from-json', metavar='IN.json', required=True)
+    parser.add_argument('--markdown', metavar='OUT.md')
+    parser.add_argument('--plot', metavar='OUT.png')
+    args = parser.parse_args(argv)
+    if args.plot and not args.plot.lower().endswith('.png'):
+        parser.error(f'argument --plot: expected a .png file name, got {args.plot!r}')
+    try:
+        with open(args.from_json) as f:
+            args.saved = json.load(f)
+    except (OSError, ValueError) as err:
+        parser.error(f'argument --from-json: cannot read {args.from_json}: {err}')
+    missing = [key for key in SAVED_KEYS if key not in args.saved] if isinstance(args.saved, dict) else SAVED_KEYS
+    if missing:
+        parser.error(f'argument --from-json: {args.from_json} is not a file of tools/benchmark.py --json '
+                     f'(missing {", ".join(missing)})')
+    return args
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     # Plugins first: the references they add are choices of --reference.
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)  # --reference is not --reference-plugin
     pre.add_argument('--reference-plugin', action='append', default=[])
-    for path in pre.parse_known_args(argv)[0].reference_plugin:
+    pre.add_argument('--from-json')
+    known = pre.parse_known_args(argv)[0]
+    if known.from_json is not None:
+        return parse_rendering_args(argv)
+    for path in known.reference_plugin:
         load_reference_plugin(path)
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -953,8 +988,29 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def print_and_draw(saved: dict[str, Any], markdown: str | None, plot: str | None) -> None:
+    """Prints a run's header, table and notes, its markdown table with ``markdown='-'``, and draws its plot."""
+    results, config = saved['results'], saved['config']
+    modes = MODES if config['mode'] == 'both' else (config['mode'],)
+    print(format_header(saved['env'], config))
+    print(format_table(results, modes))
+    for notes in (format_notes(results), format_compile_times(results)):
+        if notes:
+            print(notes)
+    if markdown == '-':
+        print(format_markdown(results, modes, config, saved['command']), end='')
+    elif markdown:
+        write_text_atomic(markdown, format_markdown(results, modes, config, saved['command']))
+    if plot:
+        plot_scaling(results, modes, plot)
+        print(f'# plot: {plot}')
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.from_json is not None:
+        print_and_draw(args.saved, args.markdown, args.plot)
+        return 0
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -975,33 +1031,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         if bar.disable:
             print(message, file=sys.stderr, flush=True)
 
-    modes = MODES if args.mode == 'both' else (args.mode,)
     command = 'python tools/benchmark.py ' + ' '.join(sys.argv[1:] if argv is None else argv)
+    saved = {'env': env, 'config': config, 'command': command, 'results': []}
 
-    def write_files(results: list[dict]) -> None:
+    def write_files() -> None:
         if args.json:
-            write_json_atomic(args.json, {'env': env, 'config': config, 'results': results})
+            write_json_atomic(args.json, saved)
         if args.markdown and args.markdown != '-':
-            write_text_atomic(args.markdown, format_markdown(results, modes, config, command))
+            modes = MODES if args.mode == 'both' else (args.mode,)
+            write_text_atomic(args.markdown, format_markdown(saved['results'], modes, config, command))
 
-    results = []
     try:
         for name, size in jobs:
-            results += benchmark_one(name, size, args, device, log, lambda: bar.update(1))
-            write_files(results)  # after every model and size: a long run that is stopped keeps what it measured
+            saved['results'] += benchmark_one(name, size, args, device, log, lambda: bar.update(1))
+            write_files()  # after every model and size: a long run that is stopped keeps what it measured
             gc.collect()
     finally:
         bar.close()
-    print(format_header(env, config))
-    print(format_table(results, modes))
-    for notes in (format_notes(results), format_compile_times(results)):
-        if notes:
-            print(notes)
-    if args.markdown == '-':
-        print(format_markdown(results, modes, config, command), end='')
-    if args.plot:
-        plot_scaling(results, modes, args.plot)
-        print(f'# plot: {args.plot}')
+    print_and_draw(saved, '-' if args.markdown == '-' else None, args.plot)
     return 0
 
 

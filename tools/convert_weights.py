@@ -11,7 +11,10 @@ dropped, renamed and resized, and exits non-zero naming the keys when anything i
 unexpected or mis-shaped. With ``--out-dir`` each source becomes ``DIR/<variant>_vtb.pth`` (the
 variant detected, or ``--model``), with a progress bar over the files; a failing file is reported
 and the others are still converted. A config may also name the official file directly:
-``init_cfg=dict(type='Pretrained', checkpoint=SRC)`` runs the same conversion.
+``init_cfg=dict(type='Pretrained', checkpoint=SRC)`` runs the same conversion. Our own layout is a source
+format too ("ours (nothing to convert)"): a file this tool wrote, a backbone's ``state_dict()`` (bare or under
+``state_dict``) and a whole detector/segmentor checkpoint of tools/train.py (its ``backbone.*``) give the same
+tensors again.
 
 ``--whole-model``: SRC is an official Mask R-CNN / Cascade Mask R-CNN (mmdet 2.x) or UperNet (mmseg 0.x)
 checkpoint, a file or a URL; DST loads strictly into the model of CONFIG (default: ours of the same

@@ -113,7 +113,7 @@ class VisionBackbone(BaseModule):
     #: reference name (the import name of its package: ``'mmdet'``, ``'timm'``...) -> `ReferenceBuilder`
     reference_builders: dict[str, ReferenceBuilder] = {}
     #: kinds of block that alternate within a stage (2: regular and shifted windows, local and global attention,
-    #: ...): the export tests keep this many blocks per stage (`vt_backbones.export.reduced_depth`).
+    #: ...): `reduced_arch` keeps this many blocks per stage.
     block_kinds: int = 1
     #: channels of the ``NUM_STAGES`` stages; set by the family's ``__init__``.
     num_features: tuple[int, ...]
@@ -169,6 +169,19 @@ class VisionBackbone(BaseModule):
                                  f'it needs the keys {sorted(required)}')
             return dict(arch)
         raise TypeError(f'arch must be one of {sorted(cls.arch_settings)} or a dict, got {arch!r}')
+
+    @classmethod
+    def reduced_arch(cls, arch: str) -> dict[str, Any]:
+        """The setting ``arch`` with the fewest blocks per stage that hold every kind of block it has: the family's
+        ``block_kinds`` (never more than its own), and one parallel block if it has any (CoaT). A model built with
+        it has the keys of ``arch`` at a smaller depth, and torch.export traces the blocks of a kind alike."""
+        reduced = dict(cls.arch_settings[arch])
+        for key in ('depths', 'serial_depths'):
+            if key in reduced:
+                reduced[key] = tuple(min(depth, cls.block_kinds) for depth in reduced[key])
+        if reduced.get('parallel_depth'):
+            reduced['parallel_depth'] = 1
+        return reduced
 
     @classmethod
     def variant_where(cls, facts: Callable[[dict[str, Any]], tuple], found: tuple) -> str | None:

@@ -1,8 +1,10 @@
 """Weight conversion: official / timm / OpenMMLab checkpoints -> our backbone layout.
 
 Every family registers a `FamilyConverter` (at the end of its model file) that knows its source
-formats: how to recognise each one, how to rename/reorder its keys to ours, and what to drop. The
-generic steps live here:
+formats: how to recognise each one, how to rename/reorder its keys to ours, and what to drop. Every
+converter also has our own layout, ``ours`` (nothing to convert), first: what the converter writes, a
+model's ``state_dict()`` and the backbone of a whole detector/segmentor we trained load the same way.
+The generic steps live here:
 
 1. read the file weights-only (or, when it holds other objects too, with `safe_load`'s restricted reader,
    which leaves them unbuilt and reported) and unwrap ``{'model': ...}`` / ``{'state_dict': ...}`` / a bare dict;
@@ -14,6 +16,7 @@ generic steps live here:
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import pickle
@@ -51,9 +54,36 @@ class SourceFormat:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
+#: The source format of a state_dict in our own layout (keys and tensors are taken as they are).
+OURS = 'ours'
+
+
+def _nothing_to_convert(state_dict: StateDict) -> tuple[StateDict, dict[str, str]]:
+    return dict(state_dict), {}
+
+
+def key_pattern(key: str) -> str:
+    """``key`` with every numeric component (stage, block, layer index) written ``#``: the same for any depth."""
+    return re.sub(r'(?<![^.])\d+(?![^.])', '#', key)
+
+
+@dataclass
+class OurLayout:
+    """Our own layout under constructor arguments that change its keys or shapes (GG's ``glance_pos_bias``,
+    Focal's ``use_conv_embed``): ``detect`` recognises a state_dict saved from such a model, and a model built
+    for it by name gets ``model_kwargs``."""
+    model_kwargs: dict[str, Any]
+    detect: Callable[[Mapping[str, Tensor]], bool]
+
+
 @dataclass
 class FamilyConverter:
-    """The conversion knowledge of one family."""
+    """The conversion knowledge of one family.
+
+    ``formats`` lists the foreign layouts; our own (`OURS`: plain, and each of ``our_layouts``) is put before
+    them, so that a state_dict saved from our model is taken as it is, even where a foreign layout uses the
+    same key names (Swin, Twins, Shuffle and CrossFormer keep the official ones).
+    """
     family: str  # the backbone class name, e.g. 'SwinTransformer'
     formats: list[SourceFormat]
     guess_variant: Callable[[Mapping[str, Tensor]], str | None]  # on our key names
@@ -62,6 +92,46 @@ class FamilyConverter:
     # Keys of a source layout that repeat a module shared by several paths (copy key -> original key; CoaT):
     # a real checkpoint holds equal tensors under them, which tests building fake checkpoints must respect.
     shared_copies: Callable[[Mapping[str, Tensor]], dict[str, str]] = lambda state_dict: {}
+    our_layouts: tuple[OurLayout, ...] = ()  # besides the plain one
+
+    def __post_init__(self) -> None:
+        def plain(state_dict: Mapping[str, Tensor]) -> bool:
+            return self.is_ours(state_dict) and not any(layout.detect(state_dict) for layout in self.our_layouts)
+
+        def of(layout: OurLayout) -> Callable[[Mapping[str, Tensor]], bool]:
+            return lambda state_dict: self.is_ours(state_dict) and layout.detect(state_dict)
+
+        ours = [SourceFormat(OURS, plain, _nothing_to_convert)]
+        ours += [SourceFormat(OURS, of(layout), _nothing_to_convert, dict(layout.model_kwargs))
+                 for layout in self.our_layouts]
+        self.formats = ours + list(self.formats)
+
+    def is_ours(self, state_dict: Mapping[str, Tensor]) -> bool:
+        """Whether the keys are those of one of our models of this family, at any depth (`key_pattern`): each is a
+        key such a model has, and each kind of key every such model has is there. Whether the state_dict fits
+        the target model is checked when it is converted, as for every format."""
+        every, required = self.our_key_patterns
+        patterns = {key_pattern(key) for key in state_dict}
+        return patterns <= every and required <= patterns
+
+    @functools.cached_property
+    def our_key_patterns(self) -> tuple[frozenset[str], frozenset[str]]:
+        """The `key_pattern`s of our models of the family (each arch at its reduced depth, which has every kind of
+        block, plain and with each of ``our_layouts``): those any of them has, and those all of them have but for
+        the output norms (``norm{i}``, per ``out_indices``) and the keys a checkpoint may lack (``new_keys``)."""
+        from . import families
+        cls = next(c for c in families() if c.__name__ == self.family)
+        every: set[str] = set()
+        required: set[str] | None = None
+        with torch.device('meta'):  # keys only: no memory, no init cost
+            for arch in cls.arch_settings:
+                for kwargs in [{}, *(layout.model_kwargs for layout in self.our_layouts)]:
+                    keys = cls(arch=cls.reduced_arch(arch), **kwargs).state_dict().keys()
+                    every.update(key_pattern(key) for key in keys)
+                    always = {key_pattern(key) for key in keys if not re.match(r'norm\d\.', key)
+                              and not any(re.fullmatch(pattern, key) for pattern in self.new_keys)}
+                    required = always if required is None else required & always
+        return frozenset(every), frozenset(required)
 
     def detect_format(self, state_dict: Mapping[str, Tensor]) -> SourceFormat | None:
         return next((fmt for fmt in self.formats if fmt.detect(state_dict)), None)
@@ -87,7 +157,8 @@ class ConversionReport:
     skipped: dict[str, str] = field(default_factory=dict)  # checkpoint entries left unbuilt -> their class
 
     def summary(self) -> str:
-        lines = [f'converted {self.source_format} weights for {self.model}: {self.renamed} keys renamed']
+        lines = [f'{OURS} (nothing to convert): weights for {self.model}' if self.source_format == OURS else
+                 f'converted {self.source_format} weights for {self.model}: {self.renamed} keys renamed']
         if self.model_kwargs:
             args = ', '.join(f'{k}={v!r}' for k, v in self.model_kwargs.items())
             lines.append(f'  build the backbone with {args} to load them')
@@ -257,7 +328,7 @@ def _convert(state_dict: StateDict, dropped: dict[str, str], converter: FamilyCo
                 if keys]
     if problems and model_given and fmt.model_kwargs:
         args = ', '.join(f'{k}={v!r}' for k, v in fmt.model_kwargs.items())
-        problems.append(f'(a {fmt.name} checkpoint loads into a backbone built with {args})')
+        problems.append(f'(a checkpoint of this layout ({fmt.name}) loads into a backbone built with {args})')
     if problems:
         raise ConversionError(f'{fmt.name} checkpoint does not fit {name}:\n  ' + '\n  '.join(problems))
     return ours, report

@@ -67,18 +67,10 @@ class ExportReport:
 
 def reduced_depth(variant: str, **kwargs) -> nn.Module:
     """``variant`` with its own widths, heads and windows but the fewest blocks per stage that hold every kind of
-    block it has: the family's ``block_kinds`` (2 where blocks alternate; never more than the variant's own); CoaT keeps one serial block per stage
-    and one parallel block if it has any. torch.export traces the blocks of a kind alike, so depth adds export
-    time, not coverage. ``kwargs`` go to the family's constructor (eval mode, no drop path)."""
+    block it has (`VisionBackbone.reduced_arch`): depth adds export time, not coverage. ``kwargs`` go to the
+    family's constructor (eval mode, no drop path)."""
     cls = family_of(variant)
-    arch = dict(cls.arch_settings[cls.variants[variant]])
-    blocks = cls.block_kinds
-    for key in ('depths', 'serial_depths'):
-        if key in arch:
-            arch[key] = tuple(min(depth, blocks) for depth in arch[key])
-    if arch.get('parallel_depth'):
-        arch['parallel_depth'] = 1
-    return cls(arch=arch, **{'drop_path_rate': 0.0, **kwargs}).eval()
+    return cls(arch=cls.reduced_arch(cls.variants[variant]), **{'drop_path_rate': 0.0, **kwargs}).eval()
 
 
 def _require(module: str):

@@ -56,7 +56,7 @@ from torch import Tensor, nn
 
 from ..base import ALL_STAGES, NUM_STAGES, StagedBackbone, stage_channels
 from ..engine.recipes import SWIN_NO_DECAY, swin_recipes
-from ..convert import FamilyConverter, SourceFormat, StateDict, drop, register_converter, rename
+from ..convert import FamilyConverter, OurLayout, SourceFormat, StateDict, drop, register_converter, rename
 from ..layers import (BlockSettings, DropPath, Mlp, PatchEmbed, WindowGrid, attention, bhwc_to_nchw,
                       cached_per_shape, ceil_div, pad_hw, relative_position_bias, remainder,
                       window_attn_mask, window_grid)
@@ -348,9 +348,16 @@ def _from_official(sd: StateDict) -> tuple[StateDict, dict[str, str]]:
     return drop(sd, _DROP)
 
 
-def _is_official(sd: Mapping[str, Tensor], stem_kernel: int) -> bool:
+USECONV_STEM_KERNEL = 7  # conv_embed's overlapping stem: how a "useconv" checkpoint, official or ours, is told apart
+
+
+def _stem_kernel(sd: Mapping[str, Tensor]) -> int | None:
     stem = sd.get('patch_embed.proj.weight')
-    return stem is not None and 'layers.0.blocks.0.pool_layers.0.weight' in sd and stem.shape[-1] == stem_kernel
+    return None if stem is None else stem.shape[-1]
+
+
+def _is_official(sd: Mapping[str, Tensor], stem_kernel: int) -> bool:
+    return 'layers.0.blocks.0.pool_layers.0.weight' in sd and _stem_kernel(sd) == stem_kernel
 
 
 def _guess_variant(sd: Mapping[str, Tensor]) -> str | None:
@@ -366,9 +373,10 @@ register_converter(FamilyConverter(
     formats=[
         SourceFormat('official', functools.partial(_is_official, stem_kernel=4), _from_official),
         # The "useconv" checkpoints (7x7 stem): they load into FocalTransformer(use_conv_embed=True).
-        SourceFormat('official_useconv', functools.partial(_is_official, stem_kernel=7), _from_official,
-                     model_kwargs=dict(use_conv_embed=True)),
+        SourceFormat('official_useconv', functools.partial(_is_official, stem_kernel=USECONV_STEM_KERNEL),
+                     _from_official, model_kwargs=dict(use_conv_embed=True)),
     ],
+    our_layouts=(OurLayout(dict(use_conv_embed=True), lambda sd: _stem_kernel(sd) == USECONV_STEM_KERNEL),),
     guess_variant=_guess_variant,
     # Output norms; stage 4's neighbour table, which the 224 checkpoints lack (their stage 4 is one window).
     new_keys=(r'norm[0-3]\.(weight|bias)', r'layers\.3\.blocks\.\d+\.attn\.relative_position_bias_table_to_neighbors'),

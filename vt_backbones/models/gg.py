@@ -43,7 +43,6 @@ is its own and padded tokens never change real outputs.
 """
 from __future__ import annotations
 
-import functools
 import re
 from typing import Callable, Mapping, Sequence
 
@@ -52,7 +51,7 @@ from torch import Tensor, nn
 
 from ..base import ALL_STAGES, StagedBackbone, stage_channels
 from ..engine.recipes import SWIN_NO_DECAY, swin_recipes
-from ..convert import FamilyConverter, SourceFormat, StateDict, register_converter, resize_relative_position_table
+from ..convert import FamilyConverter, OurLayout, register_converter, resize_relative_position_table
 from ..layers import (BlockSettings, PatchEmbed, PatchMerging, PreNormBlock, WindowGrid,
                       relative_position_bias, spanning_window_grid, window_attention)
 from ..registry import MODELS
@@ -212,23 +211,15 @@ def _guess_variant(sd: Mapping[str, Tensor]) -> str | None:
     return GGTransformer.variant_where(lambda s: (s['embed_dims'], s['depths'][2]), (embed_dims, depth3))
 
 
-def _ours(sd: StateDict) -> tuple[StateDict, dict[str, str]]:
-    return dict(sd), {}
-
-
-def _is_ours(sd: Mapping[str, Tensor], glance_pos_bias: bool) -> bool:
-    block = 'layers.0.blocks.0.attn.'
-    return block + 'gaze_conv.weight' in sd and (block + 'relative_position_bias_table' in sd) == glance_pos_bias
+def _has_glance_pos_bias(sd: Mapping[str, Tensor]) -> bool:
+    return any(key.endswith('.attn.relative_position_bias_table') for key in sd)
 
 
 register_converter(FamilyConverter(
     family='GGTransformer',
-    formats=[
-        SourceFormat('vt_backbones', functools.partial(_is_ours, glance_pos_bias=False), _ours),
-        # Saved from a model built with the Glance position bias: it loads into one built the same way.
-        SourceFormat('vt_backbones_glance_pos_bias', functools.partial(_is_ours, glance_pos_bias=True), _ours,
-                     model_kwargs=dict(glance_pos_bias=True)),
-    ],
+    formats=[],  # only ours
+    # Saved from a model built with the Glance position bias: it loads into one built the same way.
+    our_layouts=(OurLayout(dict(glance_pos_bias=True), _has_glance_pos_bias),),
     guess_variant=_guess_variant,
     resizable=resize_relative_position_table,
     # A checkpoint may hold only some output norms (a classifier keeps norm3 at most).
