@@ -44,8 +44,9 @@ def end_distributed_run() -> None:
     ``all_gather_object``) has to take the GIL of a finalizing interpreter: CPython ends that thread with
     ``pthread_exit``, whose unwinding through C++ ends in ``std::terminate``: "terminate called without an active
     exception", SIGABRT, exit -6 on a rank that did all its work (issue 20). ``destroy_process_group`` alone does not
-    stop gloo's threads (its shutdown is a no-op in torch 2.13); the group's destructor does, when its last reference
-    goes: the default group's, the DDP model's and its reducer's. So: a barrier (no rank shuts down while another
+    stop gloo's threads (torch 2.13); the group's destructor does, when its last reference goes: the default
+    group's, the DDP model's and its reducer's. (A DDP model built before anything imported ``torch._dynamo``
+    keeps the group alive for good; mmengine imports it first.) So: a barrier (no rank shuts down while another
     still talks to it; nccl's on the current device, the one mmengine set), ``destroy_process_group`` (nccl: its
     communicators), collect the Runner's reference cycles, and drop the last reference from Python, whose destructor
     releases the GIL while it joins the threads.
