@@ -82,7 +82,8 @@ model = dict(backbone=dict(_delete_=True, type='vt_backbones.CoaT', arch='lite_t
              neck=dict(in_channels={list(vt_backbones.create_backbone('coat_lite_tiny').out_channels)}))
 ''')
     work = tmp_path / 'work'
-    run(sys.executable, 'tools/train.py', str(config), '--work-dir', str(work), '--cfg-options', 'train_cfg.max_iters=2')
+    run(sys.executable, 'tools/train.py', str(config), '--work-dir', str(work),
+        '--cfg-options', 'train_cfg.max_iters=2')
     checkpoint = str(work / 'iter_2.pth')
 
     tested = run(sys.executable, 'tools/test.py', str(config), checkpoint, '--work-dir', str(tmp_path / 'test'),

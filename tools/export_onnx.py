@@ -6,8 +6,8 @@
 
 MODEL is a variant name (``python -c "import vt_backbones; print(vt_backbones.list_models())"``) or an
 mmdet/mmseg config whose ``model.backbone`` is one of ours. A checkpoint (official, timm, OpenMMLab, or ours:
-converted, a backbone's state_dict, a tools/train.py checkpoint) is read as ``tools/convert_weights.py`` does; a config's own ``init_cfg=Pretrained`` file
-is loaded when it exists. The file has input ``image`` ``[batch, C, height, width]`` and outputs
+converted, a backbone's state_dict, a tools/train.py checkpoint) is read as ``tools/convert_weights.py`` does;
+a config's own ``init_cfg=Pretrained`` file is loaded when it exists. The file has input ``image`` ``[batch, C, height, width]`` and outputs
 ``out0``..``out3``; it is checked against the model at ``--check-sizes`` (the max difference per output is
 printed) and written atomically, only if every check passes. Needs ``pip install -e .[deploy]``.
 """
