@@ -1,5 +1,6 @@
 # Cascade Mask R-CNN Swin-S COCO 3x; source: SwinTransformer/Swin-Transformer-Object-Detection configs/swin/cascade_mask_rcnn_swin_small_patch4_window7_mstrain_480-800_giou_4conv1f_adamw_3x_coco.py
 # For the released v1.0.2 cascade_mask_rcnn_swin_small_patch4_window7.pth: Swin-T 3x's settings with Swin-S (drop path 0.2).
+# Precision: fp16 mixed precision, as the official config (apex O1, dynamic loss scale), inherited from Mask R-CNN Swin-T.
 _base_ = './cascade_maskrcnn_swin_t_3x.py'
 
 model = dict(

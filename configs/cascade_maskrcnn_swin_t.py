@@ -4,6 +4,7 @@
 # As Mask R-CNN Swin-T 1x (data, optimizer, schedule, fp16 AMP: inherited), drop path 0.0, and the official cascade:
 # three ConvFCBBoxHead stages of 4 convs (SyncBN) + 1 fc with GIoU loss on decoded boxes and class-specific
 # regression, one FCNMaskHead per stage, stage IoUs 0.5 / 0.6 / 0.7, RPN with smooth L1 and 2000 training proposals.
+# Precision: fp16 mixed precision, as the official config (apex O1, dynamic loss scale), inherited from Mask R-CNN Swin-T.
 _base_ = './maskrcnn_swin_t.py'
 
 

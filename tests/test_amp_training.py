@@ -82,8 +82,8 @@ RECIPE_CONFIGS = sorted(Path(ROOT, 'configs').glob('*.py'))
 
 
 def recipe_loss_scale(stem: str) -> str | float | None:
-    """The loss scale of the recipe's fp16 training, ``None`` for fp32."""
-    task, family = stem.split('_')[:2]
+    """The loss scale of the recipe's fp16 training, ``None`` for fp32 (Cascade Mask R-CNN: as Mask R-CNN)."""
+    task, family = stem.removeprefix('cascade_').split('_')[:2]
     if task != 'maskrcnn':
         return None
     if family == 'twins':
