@@ -17,7 +17,8 @@ drift hit both, and the time ratio is the median of the per-repeat ratios of adj
 Our model can run in several *settings* at once, each a subject of its own, all interleaved with the
 reference: ``--dtype`` runs the forward under ``torch.autocast`` in bf16 or fp16 (the backward runs
 outside it, as in training; the reference always runs in fp32), ``--compile`` builds ours with
-``compile_blocks=True`` (``--compile both``: eager and compiled). ``--dtype fp32 bf16 --compile both``
+``compile_blocks=dict()`` (compiled on every device, also on a CPU where ``True`` stays eager; ``--compile both``:
+eager and compiled). ``--dtype fp32 bf16 --compile both``
 gives the four settings of the README table: fp32, bf16, compiled, bf16+compiled. A compiled subject's
 first call of each mode is untimed and reported as its compile time (wall clock). ``--reference auto``
 takes the first installed reference that has the model's family (mmdet, mmseg, timm), else our own
@@ -560,7 +561,7 @@ def progress_bar(total: int, disable: bool = False) -> Any:
 def build_ours(name: str, opts: BuildOptions, compiled: bool = False) -> nn.Module:
     torch.manual_seed(0)
     return vt_backbones.create_backbone(name, drop_path_rate=opts.drop_path_rate, with_cp=opts.with_cp,
-                                        compile_blocks=compiled)
+                                        compile_blocks={} if compiled else False)
 
 
 def resolve_reference(reference: str, name: str) -> str:
@@ -957,8 +958,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help='our forward under torch.autocast in these dtypes (one subject each; fp32: no autocast); '
                              'the reference stays fp32')
     parser.add_argument('--compile', nargs='?', const='on', default='off', choices=['off', 'on', 'both'],
-                        help='build ours with compile_blocks=True (--compile or --compile on), or measure both eager '
-                             'and compiled (--compile both)')
+                        help='build ours with compile_blocks=dict(), compiled on every device (--compile or --compile '
+                             'on), or measure both eager and compiled (--compile both)')
     parser.add_argument('--with-cp', action='store_true', help='activation checkpointing (ours and the reference)')
     parser.add_argument('--mode', choices=['fwd', 'fwdbwd', 'both'], default='both')
     parser.add_argument('--memory', choices=['profiler', 'rss', 'none'], default='profiler',
