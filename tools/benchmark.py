@@ -459,6 +459,14 @@ def time_interleaved(subjects: list[Subject], mode: str, x: Tensor, repeat: int,
     gemm_times: list[list[float]] = [[] for _ in dtypes]
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == 'cuda' else (lambda: None)
     times: list[list[float]] = [[] for _ in subjects]
+
+    def timed(step: Callable[[], None]) -> float:
+        sync()
+        start = now()
+        step()
+        sync()
+        return (now() - start) * 1e3
+
     gc.collect()
     gc_was_enabled = gc.isenabled()
     gc.disable()  # no collection pauses inside a timed step
@@ -466,21 +474,14 @@ def time_interleaved(subjects: list[Subject], mode: str, x: Tensor, repeat: int,
         for i in range(warmup + repeat):
             order = range(len(subjects)) if i % 2 == 0 else reversed(range(len(subjects)))
             for j in order:
-                sync()
-                start = now()
-                steps[j]()
-                sync()
-                elapsed = (now() - start) * 1e3
+                elapsed = timed(steps[j])
                 if i >= warmup:
                     times[j].append(elapsed)
                 progress()
             for gemm, gemm_dtype_times in zip(gemms, gemm_times):
-                sync()
-                start = now()
-                gemm()
-                sync()
+                elapsed = timed(gemm)
                 if i >= warmup:
-                    gemm_dtype_times.append((now() - start) * 1e3)
+                    gemm_dtype_times.append(elapsed)
     finally:
         if gc_was_enabled:
             gc.enable()
