@@ -166,7 +166,8 @@ def cli_run(tmp_path_factory):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get('PYTHONPATH')])))
     proc = subprocess.run(
         [sys.executable, str(TOOL), '--size', '64', '--repeat', '1', '--warmup', '0', '--reference', 'none',
-         '--gemm-size', str(CLI_GEMM), '--threads', '1', 'swin_t', '--json', str(out), '--markdown', str(out.with_suffix('.md'))],
+         '--gemm-size', str(CLI_GEMM), '--threads', '1', '--clock', 'cpu', 'swin_t',
+         '--json', str(out), '--markdown', str(out.with_suffix('.md'))],
         capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     return proc, json.loads(out.read_text())
