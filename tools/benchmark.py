@@ -855,8 +855,9 @@ def format_header(env: dict[str, Any], config: dict[str, Any]) -> str:
         'counted by our handle.',
     ]
     if config.get('gemm_size'):
-        lines.append(f"# roofline: achieved FLOP/s (2 x MACs x batch, x3 for fwd+bwd) / FLOP/s of a {config['gemm_size']}"
-                     f"x{config['gemm_size']} GEMM in the same dtype, timed after every round in this process.")
+        n = config['gemm_size']
+        lines.append(f'# roofline: achieved FLOP/s (2 x MACs x batch, x3 for fwd+bwd) / FLOP/s of a {n}x{n} GEMM in '
+                     f'the same dtype, timed after every round in this process.')
     if config['reference'] != 'none':
         lines.append('# x: ours / reference (time: median of per-repeat ratios; mem: ratio of peaks).')
     return '\n'.join(lines)

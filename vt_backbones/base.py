@@ -284,8 +284,8 @@ class VisionBackbone(BaseModule):
         """Runs a block: through its class's compiled forward when ``compile_blocks`` (`compiled_forward`), with
         activation checkpointing when ``with_cp`` and gradients are on."""
         call = block
-        device = next(a for a in args if isinstance(a, Tensor)).device
-        if compiles_on(self.compile_blocks, device):
+        if self.compile_blocks is not False and compiles_on(  # the eager path looks for no device
+                self.compile_blocks, next(a for a in args if isinstance(a, Tensor)).device):
             options = self.compile_blocks if isinstance(self.compile_blocks, dict) else {}
             call = functools.partial(run_compiled, compiled_forward(type(block), tuple(sorted(options.items()))),
                                      block)
