@@ -157,13 +157,17 @@ def test_profiler_peak_is_the_exact_live_tensor_peak():
 
 
 # ---- CLI ------------------------------------------------------------------------------------------
+CLI_GEMM = 256  # the roofline's GEMM in the CLI run: big enough to run near the machine's matmul rate, yet ~1 ms
+
+
 @pytest.fixture(scope='module')
 def cli_run(tmp_path_factory):
     out = tmp_path_factory.mktemp('bench') / 'result.json'
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get('PYTHONPATH')])))
     proc = subprocess.run(
         [sys.executable, str(TOOL), '--size', '64', '--repeat', '1', '--warmup', '0', '--reference', 'none',
-         'swin_t', '--json', str(out), '--markdown', str(out.with_suffix('.md'))],
+         '--gemm-size', str(CLI_GEMM), '--threads', '1', '--clock', 'cpu', 'swin_t',
+         '--json', str(out), '--markdown', str(out.with_suffix('.md'))],
         capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     return proc, json.loads(out.read_text())
@@ -211,6 +215,33 @@ def test_cli_end_to_end_json_fields(cli_run):
         assert entry['peak_mem_bytes'] > 0 and math.isclose(entry['peak_mem_mb'], entry['peak_mem_bytes'] / 2 ** 20)
     # fwd+bwd keeps the activations for the backward and allocates the gradients.
     assert ours['fwdbwd']['peak_mem_bytes'] > ours['fwd']['peak_mem_bytes']
+
+
+def test_cli_roofline_is_the_flop_rate_over_the_gemm_rate_of_the_json_fields(cli_run):
+    """roofline = (2 MACs x batch x {1 fwd, 3 fwd+bwd}) / median time, over 2 N^3 / median GEMM time, both from the
+    raw times in the json; a step of small matmuls and element-wise work cannot beat a GEMM by far."""
+    proc, data = cli_run
+    ours, batch = data['results'][0]['ours'], data['config']['batch']
+    assert data['config']['gemm_size'] == CLI_GEMM
+    for mode, passes in (('fwd', 1), ('fwdbwd', 3)):
+        entry = ours[mode]
+        flops = 2 * ours['flops'] * batch * passes
+        gemm_rate = 2 * CLI_GEMM ** 3 / (sorted(entry['gemm_times_ms'])[len(entry['gemm_times_ms']) // 2] / 1e3)
+        step_rate = flops / (entry['median_ms'] / 1e3)
+        assert math.isclose(entry['roofline'], step_rate / gemm_rate, rel_tol=1e-9)
+        assert math.isclose(entry['gflop_per_s'], step_rate / 1e9, rel_tol=1e-9)
+        assert 0 < entry['roofline'] <= 1.5, entry
+        assert f"{entry['roofline']:.2f}" in proc.stdout
+    assert 'fwd+bwd roofline' in proc.stdout
+
+
+def test_no_gemm_no_roofline():
+    subject = bench.Subject('toy', 'test', nn.Linear(2, 2), flops=bench.FlopCount(10, {}), times_ms={'fwd': [1.0]})
+    assert 'roofline' not in bench.summarize(subject, ['fwd'], batch=1)['fwd']
+    subject.gemm_ms['fwd'] = [2.0, 4.0, 3.0]
+    entry = bench.summarize(subject, ['fwd'], batch=2, gemm_size=10)['fwd']
+    # 2 x 10 MACs x batch 2 in 1 ms, against 2 x 10^3 FLOPs in 3 ms (the median GEMM time)
+    assert math.isclose(entry['roofline'], (40 / 1.0) / (2000 / 3.0))
 
 
 def test_cli_params_are_the_parameter_count(cli_run):
@@ -380,10 +411,13 @@ def test_autocast_step_runs_the_forward_in_the_dtype_and_the_backward_outside():
 
 
 def _result(model, size, setting, time_ratio, mem_ratio, reference='mmdet'):
+    # roofline: the same FLOPs in time_ratio x the reference's time, against a GEMM twice as fast in bf16
+    gemm_speedup = 2.0 if setting.startswith('bf16') else 1.0
     entry = {'name': model, 'params_m': 1.0, 'gflops': 1.0,
-             'fwdbwd': {'median_ms': 10.0 * time_ratio, 'peak_mem_mb': 5.0 * mem_ratio}}
+             'fwdbwd': {'median_ms': 10.0 * time_ratio, 'peak_mem_mb': 5.0 * mem_ratio,
+                        'roofline': 0.48 / time_ratio / gemm_speedup}}
     ref = {'name': f'{reference}:{model}', 'source': f'{reference} SwinTransformer', 'params_m': 1.0, 'gflops': 1.0,
-           'fwdbwd': {'median_ms': 10.0, 'peak_mem_mb': 5.0}}
+           'fwdbwd': {'median_ms': 10.0, 'peak_mem_mb': 5.0, 'roofline': 0.48}}
     return {'model': model, 'size': list(size), 'setting': setting, 'reference': reference, 'compile_s': {},
             'ours': entry, 'ref': ref, 'ratios': {'fwdbwd_time': time_ratio, 'fwdbwd_mem': mem_ratio}}
 
@@ -398,11 +432,13 @@ def test_markdown_table_has_one_row_per_model_and_size_and_two_columns_per_setti
     text = bench.format_markdown(results, ['fwdbwd'], CONFIG, 'python tools/benchmark.py swin_t gg_t')
     lines = text.splitlines()
     assert '`python tools/benchmark.py swin_t gg_t`' in lines[0] and 'fwd+bwd' in lines[0]
-    assert lines[2] == '| model | size | reference | fp32 time | fp32 memory | bf16 time | bf16 memory |'
+    assert lines[2] == ('| model | size | reference | fp32 time | fp32 memory | fp32 roofline '
+                        '| bf16 time | bf16 memory | bf16 roofline | reference roofline |')
     rows = [line for line in lines[4:] if line]
-    assert rows[0] == '| swin_t | 224×224 | mmdet SwinTransformer | 0.98× | 1.00× | 0.51× | 0.60× |'
+    assert rows[0] == ('| swin_t | 224×224 | mmdet SwinTransformer | 0.98× | 1.00× | 0.49 '
+                       '| 0.51× | 0.60× | 0.47 | 0.48 |')
     assert rows[1].startswith('| swin_t | 512×512 |') and rows[2].startswith('| gg_t | 224×224 | ours fp32')
-    assert rows[2].endswith('| 1.00× | 1.00× | - | - |')  # a setting not measured for a model
+    assert rows[2].endswith('| 1.00× | 1.00× | 0.48 | - | - | - | 0.48 |')  # a setting not measured for a model
 
 
 def test_plot_is_a_png_written_atomically(tmp_path):

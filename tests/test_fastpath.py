@@ -163,6 +163,30 @@ def test_compiled_blocks_under_autocast():
     assert relative_error(grads, ref_grads) < 2e-2
 
 
+def test_compile_blocks_true_stays_eager_on_cpu_and_says_so(caplog):
+    """On a CPU compiled blocks made the step slower (issue 24): True keeps them eager there and logs it at
+    construction; a dict of options still compiles (the other tests), and True still compiles on a GPU."""
+    from mmengine.logging import MMLogger
+    from vt_backbones.compilation import compiles_on
+    torch._dynamo.reset()
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(caplog.handler)
+    try:
+        eager = build(COMPILED, out_indices=(0, 1)).train()
+        compiled = build(COMPILED, out_indices=(0, 1), compile_blocks=True).train()
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert 'compile_blocks=True' in caplog.text and 'but cpu, where they stay eager' in caplog.text
+    compiled.load_state_dict(eager.state_dict())
+    graphs = unique_graphs()
+    x = torch.randn(2, 3, *SIZE)
+    (ref_outs, ref_grads), (outs, grads) = (forward_backward(m, x, None) for m in (eager, compiled))
+    assert unique_graphs() == graphs  # nothing went through dynamo
+    torch.testing.assert_close((outs, grads), (ref_outs, ref_grads), rtol=0, atol=0)
+    assert compiles_on(True, torch.device('cuda')) and compiles_on({}, torch.device('cpu'))
+    assert not compiles_on(True, torch.device('cpu')) and not compiles_on(False, torch.device('cuda'))
+
+
 def test_compile_blocks_argument_is_checked():
     with pytest.raises(ValueError, match='compile_blocks'):
         build(COMPILED, compile_blocks='yes')

@@ -3,7 +3,7 @@
     python tools/benchmark.py MODEL [MODEL ...] [--size H W | --size S] [--size ...] [--batch B]
         [--repeat N] [--warmup K] [--threads T] [--reference auto|mmdet|mmseg|timm|none|<one of our models>]
         [--dtype fp32|bf16|fp16 [...]] [--compile [on|both]] [--with-cp] [--mode fwd|fwdbwd|both]
-        [--memory profiler|rss|none] [--clock wall|cpu] [--device cpu|cuda] [--json OUT]
+        [--memory profiler|rss|none] [--clock wall|cpu] [--gemm-size N] [--device cpu|cuda] [--json OUT]
         [--plot OUT.png] [--markdown OUT.md|-]
     python tools/benchmark.py --from-json OUT.json [--markdown OUT.md|-] [--plot OUT.png]
 
@@ -17,7 +17,8 @@ drift hit both, and the time ratio is the median of the per-repeat ratios of adj
 Our model can run in several *settings* at once, each a subject of its own, all interleaved with the
 reference: ``--dtype`` runs the forward under ``torch.autocast`` in bf16 or fp16 (the backward runs
 outside it, as in training; the reference always runs in fp32), ``--compile`` builds ours with
-``compile_blocks=True`` (``--compile both``: eager and compiled). ``--dtype fp32 bf16 --compile both``
+``compile_blocks=dict()`` (compiled on every device, also on a CPU where ``True`` stays eager; ``--compile both``:
+eager and compiled). ``--dtype fp32 bf16 --compile both``
 gives the four settings of the README table: fp32, bf16, compiled, bf16+compiled. A compiled subject's
 first call of each mode is untimed and reported as its compile time (wall clock). ``--reference auto``
 takes the first installed reference that has the model's family (mmdet, mmseg, timm), else our own
@@ -44,6 +45,16 @@ FLOPs
     written with ``torch.matmul`` (``2*B*h*Nq*Nk*d`` per matmul in true FLOPs). Scaling, masking and
     softmax are not counted (element-wise, as the counter does for explicit code); causal masking is
     not discounted. Operators the counter skips are listed under the table.
+
+Roofline
+    Beside every time, ``roofline``: the FLOP/s the step achieves as a fraction of the FLOP/s of one square GEMM
+    (``--gemm-size``, 2048 by default) in the subject's dtype, timed with the same clock and thread count in the
+    same process, one GEMM after every repeat of the interleaved subjects (so drift and other jobs hit it too).
+    The step's FLOPs are the counted MACs x 2 (true FLOPs) x batch, x 3 for forward+backward (the backward's two
+    matmuls per forward matmul), x 1 for the forward; the GEMM's are ``2 N^3``. A GEMM is about the fastest thing
+    the machine does with these FLOPs, so 1.0 is the ceiling the matmuls of a step could reach, and what is
+    missing is element-wise work, copies and small or skinny matmuls. Element-wise FLOPs are not counted, so a
+    fraction slightly above 1 is possible for a step whose own matmuls outrun the reference GEMM.
 
 Memory (peak above the state before the step: parameters and the input are not counted; outputs,
 activations, workspaces and, for fwd+bwd, the parameter gradients, set to None before each step, are)
@@ -371,6 +382,7 @@ class Subject:
     times_ms: dict[str, list[float]] = field(default_factory=dict)
     peak_bytes: dict[str, int | None] = field(default_factory=dict)
     compile_s: dict[str, float] = field(default_factory=dict)  # mode -> wall time of the first (compiling) call
+    gemm_ms: dict[str, list[float]] = field(default_factory=dict)  # mode -> the GEMM times interleaved with it
 
 
 def make_step(module: nn.Module, mode: str, x: Tensor, dtype: torch.dtype | None = None) -> Callable[[], None]:
@@ -399,6 +411,18 @@ def subject_step(subject: Subject, mode: str, x: Tensor) -> Callable[[], None]:
     return make_step(subject.module, mode, x, DTYPES[subject.setting.dtype])
 
 
+#: FLOPs of one forward+backward step per forward FLOP: the backward computes two matmuls (the input's and the
+#: weight's gradient) per forward matmul.
+FLOPS_PER_MODE = {'fwd': 1, 'fwdbwd': 3}
+
+
+def gemm_step(n: int, dtype: str, device: torch.device) -> Callable[[], None]:
+    """One ``n x n @ n x n`` matmul in ``dtype`` (``2 n^3`` FLOPs): the roofline's reference rate."""
+    generator = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(n, n, generator=generator).to(device, DTYPES[dtype] or torch.float32) for _ in range(2))
+    return lambda: torch.mm(a, b)
+
+
 def set_mode(module: nn.Module, mode: str) -> None:
     module.train(mode == 'fwdbwd')
 
@@ -421,15 +445,28 @@ def compile_first(subjects: list[Subject], mode: str, x: Tensor, device: torch.d
 
 
 def time_interleaved(subjects: list[Subject], mode: str, x: Tensor, repeat: int, warmup: int,
-                     device: torch.device, clock: str = 'wall', progress: Callable[[], None] = lambda: None) -> None:
+                     device: torch.device, clock: str = 'wall', progress: Callable[[], None] = lambda: None,
+                     gemm_size: int = 0) -> None:
     """Runs every subject ``warmup + repeat`` times, alternating the order (AB, BA, AB, ...); ``progress``
-    is called after every step."""
+    is called after every step. With ``gemm_size``, a GEMM of that size in every subject's dtype (`gemm_step`)
+    runs after every round, timed the same way, into the subjects' ``gemm_ms``."""
     now = CLOCKS[clock]
     for subject in subjects:
         set_mode(subject.module, mode)
     steps = [subject_step(s, mode, x) for s in subjects]
+    dtypes = list(dict.fromkeys(s.setting.dtype for s in subjects)) if gemm_size else []
+    gemms = [gemm_step(gemm_size, dtype, device) for dtype in dtypes]
+    gemm_times: list[list[float]] = [[] for _ in dtypes]
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == 'cuda' else (lambda: None)
     times: list[list[float]] = [[] for _ in subjects]
+
+    def timed(step: Callable[[], None]) -> float:
+        sync()
+        start = now()
+        step()
+        sync()
+        return (now() - start) * 1e3
+
     gc.collect()
     gc_was_enabled = gc.isenabled()
     gc.disable()  # no collection pauses inside a timed step
@@ -437,19 +474,21 @@ def time_interleaved(subjects: list[Subject], mode: str, x: Tensor, repeat: int,
         for i in range(warmup + repeat):
             order = range(len(subjects)) if i % 2 == 0 else reversed(range(len(subjects)))
             for j in order:
-                sync()
-                start = now()
-                steps[j]()
-                sync()
-                elapsed = (now() - start) * 1e3
+                elapsed = timed(steps[j])
                 if i >= warmup:
                     times[j].append(elapsed)
                 progress()
+            for gemm, gemm_dtype_times in zip(gemms, gemm_times):
+                elapsed = timed(gemm)
+                if i >= warmup:
+                    gemm_dtype_times.append(elapsed)
     finally:
         if gc_was_enabled:
             gc.enable()
     for subject, subject_times in zip(subjects, times):
         subject.times_ms[mode] = subject_times
+        if dtypes:
+            subject.gemm_ms[mode] = gemm_times[dtypes.index(subject.setting.dtype)]
 
 
 def paired_ratio(ours: list[float], ref: list[float]) -> float:
@@ -523,7 +562,7 @@ def progress_bar(total: int, disable: bool = False) -> Any:
 def build_ours(name: str, opts: BuildOptions, compiled: bool = False) -> nn.Module:
     torch.manual_seed(0)
     return vt_backbones.create_backbone(name, drop_path_rate=opts.drop_path_rate, with_cp=opts.with_cp,
-                                        compile_blocks=compiled)
+                                        compile_blocks={} if compiled else False)
 
 
 def resolve_reference(reference: str, name: str) -> str:
@@ -546,7 +585,9 @@ def build_reference(reference: str, name: str, ours: nn.Module, opts: BuildOptio
     return Subject(f'ours:{reference}', 'vt_backbones', build_ours(reference, opts))
 
 
-def summarize(subject: Subject, modes: Sequence[str], batch: int) -> dict[str, Any]:
+def summarize(subject: Subject, modes: Sequence[str], batch: int, gemm_size: int = 0) -> dict[str, Any]:
+    """The json entry of a subject; per mode with ``gemm_size``: achieved GFLOP/s, the GEMM's and their ratio
+    ``roofline`` (see the module docstring)."""
     flops = subject.flops
     out: dict[str, Any] = {
         'name': subject.name,
@@ -571,6 +612,12 @@ def summarize(subject: Subject, modes: Sequence[str], batch: int) -> dict[str, A
             'peak_mem_bytes': peak,
             'peak_mem_mb': None if peak is None else peak / 2 ** 20,
         }
+        gemm_times = subject.gemm_ms.get(mode)
+        if gemm_times:
+            achieved = 2 * flops.macs * batch * FLOPS_PER_MODE[mode] / statistics.median(times) / 1e6
+            gemm = 2 * gemm_size ** 3 / statistics.median(gemm_times) / 1e6
+            out[mode].update({'gflop_per_s': achieved, 'gemm_size': gemm_size, 'gemm_dtype': subject.setting.dtype,
+                              'gemm_times_ms': gemm_times, 'gemm_gflop_per_s': gemm, 'roofline': achieved / gemm})
     return out
 
 
@@ -636,14 +683,14 @@ def benchmark_one(name: str, size: tuple[int, int], args: argparse.Namespace, de
             compile_first(subjects, mode, x, device)
         log(f'[{name} {H}x{W}] timing {MODE_LABELS[mode]}: {args.warmup} warmup + {args.repeat} repeats, '
             f'{len(subjects)} subjects interleaved')
-        time_interleaved(subjects, mode, x, args.repeat, args.warmup, device, args.clock, progress)
+        time_interleaved(subjects, mode, x, args.repeat, args.warmup, device, args.clock, progress, args.gemm_size)
         for subject in subjects:
             set_mode(subject.module, mode)
             subject.peak_bytes[mode] = measure_peak(subject_step(subject, mode, x), args.memory, device)
-    ref_summary = None if ref is None else summarize(ref, modes, args.batch)
+    ref_summary = None if ref is None else summarize(ref, modes, args.batch, args.gemm_size)
     results = []
     for subject in ours:
-        summary = summarize(subject, modes, args.batch)
+        summary = summarize(subject, modes, args.batch, args.gemm_size)
         results.append({
             'model': name, 'size': [H, W], 'setting': subject.setting.label, 'dtype': subject.setting.dtype,
             'compiled': subject.setting.compiled, 'compile_s': subject.compile_s,
@@ -667,7 +714,7 @@ def format_table(results: list[dict], modes: Sequence[str]) -> str:
     with_size = any('size' in r for r in results)
     header = ['model'] + (['size'] if with_size else []) + ['params(M)', 'GFLOPs']
     for mode in modes:
-        header += [f'{MODE_LABELS[mode]} ms', f'{MODE_LABELS[mode]} MB']
+        header += [f'{MODE_LABELS[mode]} ms', f'{MODE_LABELS[mode]} MB', f'{MODE_LABELS[mode]} roofline']
     with_ref = any(r['ref'] is not None for r in results)
     if with_ref:
         for mode in modes:
@@ -684,7 +731,8 @@ def format_table(results: list[dict], modes: Sequence[str]) -> str:
                 row.append('x'.join(map(str, result['size'])) if 'size' in result else '')
             row += [_fmt(entry['params_m'], 2), _fmt(entry['gflops'], 3)]
             for mode in modes:
-                row += [_fmt(entry[mode]['median_ms'], 1), _fmt(entry[mode]['peak_mem_mb'], 1)]
+                row += [_fmt(entry[mode]['median_ms'], 1), _fmt(entry[mode]['peak_mem_mb'], 1),
+                        _fmt(_roofline(entry, mode), 2)]
             if with_ref:
                 r = result['ratios'] if key == 'ours' else None
                 for mode in modes:
@@ -707,6 +755,11 @@ def _ratio_cell(value: float | None) -> str:
     return '-' if value is None else f'{value:.2f}×'
 
 
+def _roofline(entry: dict | None, mode: str) -> float | None:
+    """The entry's roofline fraction in ``mode``; None where it was not measured (--gemm-size 0, older json)."""
+    return (entry or {}).get(mode, {}).get('roofline')
+
+
 def reference_label(result: dict) -> str:
     if result['reference'] is None:
         return 'none'
@@ -723,10 +776,12 @@ def format_markdown(results: list[dict], modes: Sequence[str], config: dict[str,
     jobs: dict[tuple, dict[str, dict]] = {}
     for result in results:
         jobs.setdefault((result['model'], tuple(result['size'])), {})[result['setting']] = result
-    header = ['model', 'size', 'reference'] + [f'{label} {what}' for label in labels for what in ('time', 'memory')]
+    header = ['model', 'size', 'reference'] + [f'{label} {what}' for label in labels
+                                               for what in ('time', 'memory', 'roofline')] + ['reference roofline']
     lines = [f'Generated by `{command}`: ours / reference, {MODE_LABELS[mode]}, batch {config["batch"]}, '
              f'{config["threads"]} thread(s), {config["clock"]} clock, median of {config["repeat"]} paired '
-             f'repeats; memory: peak {config["memory_method"]}.',
+             f'repeats; memory: peak {config["memory_method"]}; roofline: achieved FLOP/s (2 x counted MACs, '
+             f'x3 for fwd+bwd) / FLOP/s of a {config.get("gemm_size", "-")}² GEMM in the same dtype, same process.',
              '',
              '| ' + ' | '.join(header) + ' |',
              '|' + '---|' * len(header)]
@@ -734,8 +789,11 @@ def format_markdown(results: list[dict], modes: Sequence[str], config: dict[str,
         first = next(iter(by_setting.values()))
         cells = [model, f'{H}×{W}', reference_label(first)]
         for label in labels:
-            r = (by_setting.get(label) or {}).get('ratios')
+            result = by_setting.get(label) or {}
+            r = result.get('ratios')
             cells += ['-', '-'] if r is None else [_ratio_cell(r[f'{mode}_time']), _ratio_cell(r[f'{mode}_mem'])]
+            cells.append(_fmt(_roofline(result.get('ours'), mode), 2))
+        cells.append(_fmt(_roofline(first['ref'], mode), 2))
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines) + '\n'
 
@@ -796,6 +854,10 @@ def format_header(env: dict[str, Any], config: dict[str, Any]) -> str:
         '# GFLOPs: per image, multiply-accumulates (fvcore/mmengine convention, as the Swin paper), SDPA '
         'counted by our handle.',
     ]
+    if config.get('gemm_size'):
+        n = config['gemm_size']
+        lines.append(f'# roofline: achieved FLOP/s (2 x MACs x batch, x3 for fwd+bwd) / FLOP/s of a {n}x{n} GEMM in '
+                     f'the same dtype, timed after every round in this process.')
     if config['reference'] != 'none':
         lines.append('# x: ours / reference (time: median of per-repeat ratios; mem: ratio of peaks).')
     return '\n'.join(lines)
@@ -898,8 +960,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help='our forward under torch.autocast in these dtypes (one subject each; fp32: no autocast); '
                              'the reference stays fp32')
     parser.add_argument('--compile', nargs='?', const='on', default='off', choices=['off', 'on', 'both'],
-                        help='build ours with compile_blocks=True (--compile or --compile on), or measure both eager '
-                             'and compiled (--compile both)')
+                        help='build ours with compile_blocks=dict(), compiled on every device (--compile or --compile '
+                             'on), or measure both eager and compiled (--compile both)')
     parser.add_argument('--with-cp', action='store_true', help='activation checkpointing (ours and the reference)')
     parser.add_argument('--mode', choices=['fwd', 'fwdbwd', 'both'], default='both')
     parser.add_argument('--memory', choices=['profiler', 'rss', 'none'], default='profiler',
@@ -908,6 +970,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help='wall: elapsed time; cpu: CPU time of this process (all threads), which other '
                              'processes on a shared machine do not inflate; use it with --threads 1, since with '
                              'more threads it also counts the threads\' spin-waiting')
+    parser.add_argument('--gemm-size', type=_non_negative_int, default=2048, metavar='N',
+                        help='the roofline\'s GEMM: N x N @ N x N in every measured dtype, timed after every round '
+                             '(0: no roofline)')
     parser.add_argument('--device', choices=['cpu', 'cuda'], default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--json', metavar='OUT', help='also write the results to this json file (atomically)')
     parser.add_argument('--plot', metavar='OUT.png',
@@ -1021,7 +1086,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = {'models': args.models, 'sizes': [list(size) for size in args.sizes], 'batch': args.batch,
               'repeat': args.repeat, 'warmup': args.warmup, 'clock': args.clock, 'reference': args.reference,
               'settings': [s.label for s in settings_of(args)], 'with_cp': args.with_cp, 'mode': args.mode,
-              'threads': torch.get_num_threads(), 'memory_method': memory_method, 'drop_path_rate': 0.0}
+              'threads': torch.get_num_threads(), 'memory_method': memory_method, 'drop_path_rate': 0.0,
+              'gemm_size': args.gemm_size}
     env = environment(args, device)
     jobs = [(name, size) for name in args.models for size in args.sizes]
     bar = progress_bar(len(jobs) * steps_per_job(args), disable=args.no_progress)

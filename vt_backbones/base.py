@@ -31,12 +31,13 @@ import warnings
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
+from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
-from .compilation import compiled_forward, run_compiled
+from .compilation import compiled_forward, compiles_on, describe, run_compiled
 from .engine.recipes import Recipe
 from .layers import bhwc_to_nchw, ceil_div, drop_path_rates
 
@@ -97,7 +98,9 @@ class VisionBackbone(BaseModule):
     """Base class of all vt_backbones backbones (see the module docstring for the contract).
 
     ``compile_blocks``: ``True`` compiles each repeated block class once (`compiled_forward`: inductor, dynamic
-    shapes), a dict gives the ``torch.compile`` options instead (e.g. ``dict(backend='aot_eager')``); the stem,
+    shapes) on GPUs and leaves them eager on a CPU, where they did not pay (`compiles_on`; the construction logs
+    which); a dict gives the ``torch.compile`` options instead (e.g. ``dict(backend='aot_eager')``, or ``dict()``
+    for the defaults) and compiles on every device; the stem,
     downsampling and norms stay eager. Same outputs as eager within float error; composes with ``with_cp``,
     ``frozen_stages`` and autocast, and leaves ``state_dict`` keys unchanged. The first call of each mode
     (train / eval, autocast dtype) compiles; later input sizes reuse the graphs.
@@ -151,6 +154,9 @@ class VisionBackbone(BaseModule):
         self.with_cp = with_cp
         self.drop_path_rate = drop_path_rate
         self.compile_blocks = compile_blocks
+        compilation_note = describe(compile_blocks)
+        if compilation_note:
+            print_log(f'{type(self).__name__}: {compilation_note}', logger='current')
 
     # ---- arch -------------------------------------------------------------------------------
     @classmethod
@@ -278,7 +284,8 @@ class VisionBackbone(BaseModule):
         """Runs a block: through its class's compiled forward when ``compile_blocks`` (`compiled_forward`), with
         activation checkpointing when ``with_cp`` and gradients are on."""
         call = block
-        if self.compile_blocks is not False:  # True, or a dict of options (an empty one: the defaults)
+        if self.compile_blocks is not False and compiles_on(  # the eager path looks for no device
+                self.compile_blocks, next(a for a in args if isinstance(a, Tensor)).device):
             options = self.compile_blocks if isinstance(self.compile_blocks, dict) else {}
             call = functools.partial(run_compiled, compiled_forward(type(block), tuple(sorted(options.items()))),
                                      block)

@@ -11,6 +11,11 @@ from torch import nn
 from . import compat
 
 
+#: Device types on which ``compile_blocks=True`` leaves the blocks eager: there inductor's blocks made the step
+#: slower, not faster (CPU, fp32 fwd+bwd at 224 and 512, AVX2: 1.07-2.09x the eager step, after 90-1120 s of
+#: compiling; issue 24). A dict of options is the user's explicit request and compiles on every device.
+EAGER_WITH_TRUE = frozenset({'cpu'})
+
 # Graphs one compiled block class may hold: one per block configuration (stage width, heads, shift, ...) and
 # per mode (train / eval, autocast dtype); dynamo's default of 8 would silently fall back to eager.
 BLOCK_RECOMPILE_LIMIT = 64
@@ -29,6 +34,25 @@ def compiled_forward(block_class: type[nn.Module], options: tuple[tuple[str, Any
     """
     compat.prepare_block_compilation()
     return torch.compile(block_class.forward, **{'dynamic': True, **dict(options)})
+
+
+def compiles_on(compile_blocks: bool | dict, device: torch.device) -> bool:
+    """Whether blocks run compiled on ``device``: never with False, always with a dict of torch.compile options,
+    with True everywhere but on the device types of `EAGER_WITH_TRUE`."""
+    if isinstance(compile_blocks, dict):
+        return True
+    return compile_blocks and device.type not in EAGER_WITH_TRUE
+
+
+def describe(compile_blocks: bool | dict) -> str | None:
+    """The construction's log line about ``compile_blocks`` (None when it is False)."""
+    if compile_blocks is False:
+        return None
+    if isinstance(compile_blocks, dict):
+        return f'compile_blocks={compile_blocks!r}: the blocks run compiled with these options on every device'
+    eager = ', '.join(sorted(EAGER_WITH_TRUE))
+    return (f'compile_blocks=True: the blocks run compiled (inductor) on every device but {eager}, where they stay '
+            f'eager since compiled blocks measured slower than eager there; compile_blocks=dict() compiles there too')
 
 
 def run_compiled(forward: Callable[..., Any], block: nn.Module, *args: Any) -> Any:
