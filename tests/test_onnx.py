@@ -42,10 +42,12 @@ def test_every_family_is_exported_by_a_test():
 
 def trained_like_(model: torch.nn.Module) -> torch.nn.Module:
     """Moves every parameter away from its initial value, as training does (an export of initial weights would not
-    show that a checkpoint was loaded)."""
+    show that a checkpoint was loaded). Relative noise keeps each layer's scale: an absolute 0.05 on weights
+    initialised at std 0.02 made Shuffle-T's stage 4 reach 342, where float32 rounding alone (against float64)
+    differs by 0.05, beyond the export check's tolerance."""
     with torch.no_grad():
         for param in model.parameters():
-            param.add_(torch.randn_like(param), alpha=0.05)
+            param.mul_(1 + 0.1 * torch.randn_like(param)).add_(torch.randn_like(param), alpha=0.01)
     return model
 
 

@@ -72,7 +72,7 @@ def print_catalogue() -> None:
         print('  '.join(cell.ljust(width) for cell, width in zip(row, widths)) + '  ' + row[-1])
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('variants', nargs='*', metavar='VARIANT', help=f'one of {sorted(CATALOGUE)}')
     parser.add_argument('--all', action='store_true', help='every variant of the catalogue')
@@ -81,13 +81,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--list', action='store_true', help='print the catalogue and exit')
     args = parser.parse_args(argv)
     if args.list:
-        print_catalogue()
-        return 0
+        return args
     unknown = [v for v in args.variants if v not in CATALOGUE]
     if unknown:
         parser.error(f'unknown VARIANT {unknown}; expected names from: {sorted(CATALOGUE)}')
     if bool(args.variants) == args.all:
         parser.error('give VARIANT names or --all (not both)')
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.list:
+        print_catalogue()
+        return 0
     outcomes: dict[str, list[tuple[str, str]]] = {}
     for variant in list(CATALOGUE) if args.all else args.variants:
         status, message = get(variant, args.out)

@@ -132,16 +132,21 @@ def stress(name: str, runs: int, make_command: Callable[[Path], list[str]], outp
     return good, first_good
 
 
-def main() -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--train-runs', type=int, default=50, help='tools/dist_train.sh runs (default: 50)')
     parser.add_argument('--test-runs', type=int, default=20, help='tools/dist_test.sh runs (default: 20)')
     parser.add_argument('--work-dir', type=Path, help='where the runs go (default: a new temporary dir)')
     parser.add_argument('--timeout', type=float, default=300, help='seconds after which a run is killed (300)')
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     for option in ('train_runs', 'test_runs'):
         if getattr(args, option) < 0:
             parser.error(f'--{option.replace("_", "-")} must be >= 0, got {getattr(args, option)}')
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     work_dir = Path(tempfile.mkdtemp(prefix='stress_dist_', dir=args.work_dir)).resolve()
     config = work_dir / 'toy_dist.py'
     config.write_text(DIST_CONFIG)
