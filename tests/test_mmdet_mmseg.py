@@ -161,3 +161,32 @@ def test_mmseg_shipped_cityscapes_config_with_only_the_backbone_replaced(name, h
 
     results = segmentation_step(model, cfg, (H, W), num_classes=19)
     assert torch.isfinite(results[0].seg_logits.data).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
+def test_whole_model_compile_of_single_stage_detector_and_upernet(scope):
+    """What mmengine's ``compile=True`` compiles, on a whole model holding our backbone: mmdet's shipped RetinaNet
+    config (a single-stage detector) and our UperNet config, Swin-T of reduced depth, training mode, the tensor
+    forward under torch.compile's defaults with a counting backend: no graph break, `MAX_COMPILES` compiles over
+    `WHOLE_MODEL_SIZES`, at the first sizes."""
+    package = pytest.importorskip(scope)
+    from test_fastpath import MAX_COMPILES, count_whole_model_compiles
+    family = vt_backbones.family_of('swin_t')
+    backbone = dict(type='vt_backbones.SwinTransformer', arch=family.reduced_arch(family.variants['swin_t']),
+                    drop_path_rate=0.0)
+    if scope == 'mmdet':
+        cfg = Config.fromfile(os.path.join(os.path.dirname(package.__file__), '.mim', 'configs', 'retinanet',
+                                           'retinanet_r50_fpn_1x_coco.py'))
+        cfg.model.backbone = backbone
+        cfg.model.neck.in_channels = [96, 192, 384, 768]
+    else:
+        cfg = load_config('upernet_swin_t.py')
+        cfg.model.backbone = backbone
+        cfg.model.decode_head.channels = cfg.model.auxiliary_head.channels = 32  # the heads cost, not ours
+    init_default_scope(scope)
+    model = pytest.importorskip(f'{scope}.registry').MODELS.build(cfg.model).train()
+    # Batch 2: UperNet's pyramid pooling has a 1x1 map, which BatchNorm cannot normalise in training with batch 1.
+    per_size = count_whole_model_compiles(model, batch=2, mode='tensor')
+    assert per_size == [1] * MAX_COMPILES + [0] * (len(per_size) - MAX_COMPILES), \
+        f'{scope}: graphs per size {per_size}'
