@@ -158,9 +158,10 @@ def resample(x: Tensor, size: Size, target: Size, scale: int) -> Tensor:
     if scale < 0:
         image = F.pad(image, (0, target[1] * factor - size[1], 0, target[0] * factor - size[0]), mode='replicate')
     image = F.interpolate(image, scale_factor=float(2 ** scale), mode='bilinear')[:, :, :target[0], :target[1]]
-    # A copy with strides of its own: flattening the cropped view is a view only where nothing was cropped, and
-    # under torch.compile that choice is a guard, so every size that crops would compile once more.
-    image = image.clone(memory_format=torch.contiguous_format)
+    # Made contiguous before flattening (a copy only where something was cropped, as flattening would make): left
+    # to flatten, whether the crop is a view would be a guard under torch.compile, and every size that crops would
+    # compile once more.
+    image = image.contiguous()
     return with_class_token(x[:, :1], image)
 
 
