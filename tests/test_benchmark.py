@@ -163,7 +163,8 @@ CLI_GEMM = 256  # the roofline's GEMM in the CLI run: big enough to run near the
 @pytest.fixture(scope='module')
 def cli_run(tmp_path_factory):
     out = tmp_path_factory.mktemp('bench') / 'result.json'
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get('PYTHONPATH')])))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get('PYTHONPATH')])),
+               THP_MEM_ALLOC_ENABLE='1')
     proc = subprocess.run(
         [sys.executable, str(TOOL), '--size', '64', '--repeat', '1', '--warmup', '0', '--reference', 'none',
          '--gemm-size', str(CLI_GEMM), '--threads', '1', '--clock', 'cpu', 'swin_t',
@@ -203,6 +204,8 @@ def test_cli_end_to_end_json_fields(cli_run):
     proc, data = cli_run
     assert 'swin_t' in proc.stdout and 'torch' in proc.stdout and 'threads' in proc.stdout
     assert data['env']['torch'] == torch.__version__
+    # The allocator's huge pages change CPU times by a few %: the run says whether they were asked for.
+    assert data['env']['thp_alloc'] == '1' and 'THP_MEM_ALLOC_ENABLE=1 (kernel THP ' in proc.stdout
     assert data['config']['sizes'] == [[64, 64]] and data['config']['reference'] == 'none'
     [result] = data['results']
     assert result['model'] == 'swin_t' and result['ref'] is None and result['ratios'] is None

@@ -77,14 +77,16 @@ def test_fp16_autocast_forward_backward_close_to_fp32(name):
     check_autocast(name, torch.float16)
 
 
+@pytest.mark.parametrize('learned', [False, True], ids=['sdpa', 'learned-mask'])
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
-def test_masked_attention_rows_stay_finite_in_half_precision(dtype):
+def test_masked_attention_rows_stay_finite_in_half_precision(dtype, learned):
     """A query whose keys are all masked but itself (a padded token's row, a shifted region of one token) and a
-    large bias: the -inf additive mask must give exactly the self value, never NaN, in half precision."""
+    large bias: the -inf additive mask must give exactly the self value, never NaN, in half precision; also on
+    the written-out path a mask with a gradient takes on a CPU."""
     q, k, v = (torch.randn(2, 3, 5, 8).to(dtype) for _ in range(3))
     mask = torch.full((5, 5), layers.MASKED).fill_diagonal_(0.0)
     bias = 1e4 * torch.randn(3, 5, 5)  # beyond what a half-precision logit can hold next to -inf
-    out = layers.attention(q, k, v, (bias + mask).to(dtype)[None])
+    out = layers.attention(q, k, v, (bias + mask).to(dtype)[None].requires_grad_(learned))
     assert torch.isfinite(out).all()
     torch.testing.assert_close(out, v)
 

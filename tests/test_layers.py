@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from vt_backbones.layers import ceil_div, pad_hw, shorter_side, spanning_window_grid, window_grid
+from vt_backbones.layers import (MASKED, attention, ceil_div, pad_hw, shorter_side, spanning_window_grid,
+                                 window_attn_mask, window_grid)
 
 
 def adjacent_windows(x: torch.Tensor, w: int) -> torch.Tensor:
@@ -109,3 +111,27 @@ def test_padding_inside_torch_cond_follows_the_size():
     for H, W in [(36, 40), (13, 17), (5, 6)]:
         x = torch.randn(1, H, W, 3)
         torch.testing.assert_close(program(x), model(x))
+
+
+@pytest.mark.parametrize('per_window', [False, True], ids=['bias', 'bias+mask'])
+def test_attention_with_a_learned_mask_equals_sdpa_in_values_and_gradients(per_window):
+    """On a CPU, `attention` writes out softmax(q k^T / sqrt(d) + mask) v when the mask needs a gradient; it must
+    agree with PyTorch's SDPA (the path everything else takes), outputs and all four gradients, on Swin's masks."""
+    torch.manual_seed(0)
+    grid = window_grid(9, 11, (3, 3), (1, 1))  # shifted and padded: regions and padding masked
+    B_, heads, N, d = 2 * grid.num_windows, 2, 9, 4
+    q, k, v = (torch.randn(B_, heads, N, d, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    bias = torch.randn(heads, N, N, dtype=torch.float64, requires_grad=True)
+    mask = window_attn_mask(bias, grid.mask if per_window else None, B_)
+    assert mask.requires_grad and bool((mask == MASKED).any()) == per_window
+    ours = attention(q, k, v, mask)
+    reference = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    grad = torch.randn_like(ours)
+    torch.testing.assert_close(ours, reference)
+    for got, want in zip(torch.autograd.grad(ours, (q, k, v, bias), grad, retain_graph=True),
+                         torch.autograd.grad(reference, (q, k, v, bias), grad)):
+        torch.testing.assert_close(got, want)
+    # The written-out path really ran (no SDPA node in the graph), and without a gradient SDPA runs.
+    assert 'ScaledDotProduct' not in type(ours.grad_fn).__name__
+    with torch.no_grad():
+        assert torch.equal(attention(q, k, v, mask), F.scaled_dot_product_attention(q, k, v, attn_mask=mask))

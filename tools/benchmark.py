@@ -515,6 +515,15 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def kernel_huge_pages() -> str:
+    """The kernel's transparent-huge-page mode (always, madvise or never), or ``unknown``."""
+    try:
+        with open('/sys/kernel/mm/transparent_hugepage/enabled') as f:
+            return f.read().split('[', 1)[1].split(']', 1)[0]
+    except (OSError, IndexError):
+        return 'unknown'
+
+
 def environment(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     env = {
         'torch': torch.__version__,
@@ -526,6 +535,10 @@ def environment(args: argparse.Namespace, device: torch.device) -> dict[str, Any
         'device': str(device),
         'gpu': torch.cuda.get_device_name(device) if device.type == 'cuda' else None,
         'mkldnn': torch.backends.mkldnn.is_available(),
+        # PyTorch's CPU allocator asks for huge pages (buffers >= 2 MB) only with this variable set before torch
+        # starts; with the kernel's default 'madvise' mode, 4 KB page faults otherwise cost a few % of a step.
+        'thp_alloc': os.environ.get('THP_MEM_ALLOC_ENABLE', '0'),
+        'kernel_thp': kernel_huge_pages(),
     }
     for name in ([args.reference] if args.reference in REFERENCES else REFERENCES if args.reference == 'auto' else []):
         version = package_version(REFERENCES[name].package)
@@ -844,7 +857,9 @@ def format_header(env: dict[str, Any], config: dict[str, Any]) -> str:
     refs = [f'{k} {v}' for k, v in env.items() if k in {s.package for s in REFERENCES.values()}]
     lines = [
         f"# torch {env['torch']} | threads {env['threads']} | {env['device']}: "
-        f"{env['gpu'] or env['cpu']} ({env['cpu_count']} logical CPUs)" + ''.join(f' | {r}' for r in refs),
+        f"{env['gpu'] or env['cpu']} ({env['cpu_count']} logical CPUs)" + ''.join(f' | {r}' for r in refs)
+        + (f" | THP_MEM_ALLOC_ENABLE={env.get('thp_alloc', '?')} (kernel THP {env.get('kernel_thp', '?')})"
+           if env['device'] == 'cpu' else ''),
         f"# input {config['batch']}x3x({sizes}) | ours: {', '.join(config['settings'])} | warmup {config['warmup']} + repeat {config['repeat']} "
         f"({config['clock']} clock), "
         f"ours and reference interleaved (AB, BA, ...) | mode {config['mode']} | with_cp {config['with_cp']} "
