@@ -536,7 +536,7 @@ def environment(args: argparse.Namespace, device: torch.device) -> dict[str, Any
         'gpu': torch.cuda.get_device_name(device) if device.type == 'cuda' else None,
         'mkldnn': torch.backends.mkldnn.is_available(),
         # PyTorch's CPU allocator asks for huge pages (buffers >= 2 MB) only with this variable set before torch
-        # starts; with the kernel's default 'madvise' mode, 4 KB page faults otherwise cost a few % of a step.
+        # starts: it changes the speed of matmuls with large outputs, both ways (docs/performance.md).
         'thp_alloc': os.environ.get('THP_MEM_ALLOC_ENABLE', '0'),
         'kernel_thp': kernel_huge_pages(),
     }
