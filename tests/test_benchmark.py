@@ -204,7 +204,7 @@ def test_cli_end_to_end_json_fields(cli_run):
     proc, data = cli_run
     assert 'swin_t' in proc.stdout and 'torch' in proc.stdout and 'threads' in proc.stdout
     assert data['env']['torch'] == torch.__version__
-    # The allocator's huge pages change CPU times by a few %: the run says whether they were asked for.
+    # The allocator's huge pages move single matmuls' speed both ways: the run says whether they were asked for.
     assert data['env']['thp_alloc'] == '1' and 'THP_MEM_ALLOC_ENABLE=1 (kernel THP ' in proc.stdout
     assert data['config']['sizes'] == [[64, 64]] and data['config']['reference'] == 'none'
     [result] = data['results']
