@@ -94,7 +94,7 @@ def test_make_demo_learns_and_draws(tmp_path):
         r'(\d+) of them on no object', out)]
     assert len(drawn) == 2, out[-3000:]
     objects, found, _, stray = map(sum, zip(*drawn))
-    # Fewer stray boxes than objects: the 88-iteration run here drew two of three objects' worth (second image).
+    # Fewer stray boxes than objects: the 88-iteration run here drew two, both on the second image.
     assert found >= 0.7 * objects and stray < objects, drawn
     for picture in ('loss_curves.png', 'predictions.png'):
         assert str(work / picture) in out
