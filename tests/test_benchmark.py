@@ -206,6 +206,8 @@ def test_cli_end_to_end_json_fields(cli_run):
     assert data['env']['torch'] == torch.__version__
     # The allocator's huge pages move single matmuls' speed both ways: the run says whether they were asked for.
     assert data['env']['thp_alloc'] == '1' and 'THP_MEM_ALLOC_ENABLE=1 (kernel THP ' in proc.stdout
+    # On CPU the allocator is set as tools/train.py sets it, and the header says so.
+    assert data['env']['malloc'] == 'keeps freed memory' and '| malloc: keeps freed memory' in proc.stdout
     assert data['config']['sizes'] == [[64, 64]] and data['config']['reference'] == 'none'
     [result] = data['results']
     assert result['model'] == 'swin_t' and result['ref'] is None and result['ratios'] is None

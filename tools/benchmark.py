@@ -3,8 +3,8 @@
     python tools/benchmark.py MODEL [MODEL ...] [--size H W | --size S] [--size ...] [--batch B]
         [--repeat N] [--warmup K] [--threads T] [--reference auto|mmdet|mmseg|timm|none|<one of our models>]
         [--dtype fp32|bf16|fp16 [...]] [--compile [on|both]] [--with-cp] [--mode fwd|fwdbwd|both]
-        [--memory profiler|rss|none] [--clock wall|cpu] [--gemm-size N] [--device cpu|cuda] [--json OUT]
-        [--plot OUT.png] [--markdown OUT.md|-]
+        [--memory profiler|rss|none] [--clock wall|cpu] [--gemm-size N] [--device cpu|cuda] [--malloc keep|glibc]
+        [--json OUT] [--plot OUT.png] [--markdown OUT.md|-]
     python tools/benchmark.py --from-json OUT.json [--markdown OUT.md|-] [--plot OUT.png]
 
 For every MODEL and size the tool reports parameters, FLOPs, the median forward time (eval,
@@ -29,7 +29,9 @@ measuring anything.
 ``--reference swin_t`` with ``swin_t`` gives an A/A run: how far from 1.00 noise alone moves a ratio.
 On a machine shared with other jobs, ``--threads 1 --clock cpu`` (CPU time of the process) is far
 less noisy than wall time with several threads, whose OpenMP barriers stall whenever one thread is
-descheduled.
+descheduled. On a CPU the process's allocator is set as our training and test tools set it (``--malloc keep``:
+glibc keeps freed memory, `vt_backbones.engine.host_memory`; ``--malloc glibc`` measures glibc's default, under
+which every step page-faults its tensors of 32 MB or more in again).
 
 FLOPs
     Counted by mmengine's ``FlopAnalyzer`` (the class behind ``mmengine.analysis.
@@ -101,6 +103,7 @@ import torch
 from torch import Tensor, nn
 
 import vt_backbones
+from vt_backbones.engine.host_memory import keep_freed_memory
 
 MODES = ('fwd', 'fwdbwd')
 MODE_LABELS = {'fwd': 'fwd', 'fwdbwd': 'fwd+bwd'}
@@ -859,7 +862,7 @@ def format_header(env: dict[str, Any], config: dict[str, Any]) -> str:
         f"# torch {env['torch']} | threads {env['threads']} | {env['device']}: "
         f"{env['gpu'] or env['cpu']} ({env['cpu_count']} logical CPUs)" + ''.join(f' | {r}' for r in refs)
         + (f" | THP_MEM_ALLOC_ENABLE={env.get('thp_alloc', '?')} (kernel THP {env.get('kernel_thp', '?')})"
-           if env['device'] == 'cpu' else ''),
+           f" | malloc: {env.get('malloc', '?')}" if env['device'] == 'cpu' else ''),
         f"# input {config['batch']}x3x({sizes}) | ours: {', '.join(config['settings'])} | warmup {config['warmup']} + repeat {config['repeat']} "
         f"({config['clock']} clock), "
         f"ours and reference interleaved (AB, BA, ...) | mode {config['mode']} | with_cp {config['with_cp']} "
@@ -989,6 +992,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help='the roofline\'s GEMM: N x N @ N x N in every measured dtype, timed after every round '
                              '(0: no roofline)')
     parser.add_argument('--device', choices=['cpu', 'cuda'], default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--malloc', choices=['keep', 'glibc'], default='keep',
+                        help='on CPU, keep: glibc keeps freed memory for the next step, as tools/train.py and '
+                             'tools/test.py set it on CPU (vt_backbones.engine.host_memory); glibc: its default, '
+                             'which unmaps blocks of 32 MB or more when freed')
     parser.add_argument('--json', metavar='OUT', help='also write the results to this json file (atomically)')
     parser.add_argument('--plot', metavar='OUT.png',
                         help='draw time and peak memory against the input size, log-log, into this PNG (atomically)')
@@ -1094,6 +1101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    malloc = 'glibc default'
+    if device.type == 'cpu' and args.malloc == 'keep':
+        malloc = 'keeps freed memory' if keep_freed_memory() else 'glibc default or the MALLOC_* environment'
     memory_method = {'cuda': 'torch.cuda.max_memory_allocated',
                      'profiler': 'tensor bytes from torch.profiler allocation events',
                      'rss': 'RSS sampled by a thread (cross-check only)',
@@ -1104,6 +1114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               'threads': torch.get_num_threads(), 'memory_method': memory_method, 'drop_path_rate': 0.0,
               'gemm_size': args.gemm_size}
     env = environment(args, device)
+    env['malloc'] = malloc
     jobs = [(name, size) for name in args.models for size in args.sizes]
     bar = progress_bar(len(jobs) * steps_per_job(args), disable=args.no_progress)
 

@@ -1,5 +1,5 @@
-"""What tools/train.py and tools/test.py share: the common options, the config they make and the end of a
-distributed run."""
+"""What tools/train.py and tools/test.py share: the common options, the config they make, the allocator setting
+of a CPU run and the end of a distributed run."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +9,10 @@ import os.path as osp
 
 import torch
 from mmengine.config import Config, DictAction
+from mmengine.device import get_device
+from mmengine.logging import print_log
+
+from vt_backbones.engine.host_memory import USER_SETTINGS, keep_freed_memory
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +38,15 @@ def load_config(args: argparse.Namespace) -> Config:
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     return cfg
+
+
+def keep_freed_memory_on_cpu() -> None:
+    """On a machine without an accelerator, glibc keeps freed memory for the next step (`vt_backbones.engine.
+    host_memory`: no page faults for the large tensors at every step); GPU runs keep the C library's default."""
+    if get_device() == 'cpu':
+        if keep_freed_memory():
+            print_log('CPU run: glibc keeps freed memory for the next step (mallopt M_MMAP_MAX=0, no trimming; '
+                      f'set one of {", ".join(USER_SETTINGS)} to choose otherwise)', logger='current')
 
 
 def end_distributed_run() -> None:

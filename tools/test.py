@@ -15,7 +15,8 @@ from mmengine.runner import Runner
 from torch.distributed.elastic.multiprocessing.errors import record
 
 import vt_backbones  # noqa: F401  applies vt_backbones.compat before anything is built or loaded
-from cli_common import add_common_args, end_distributed_run, load_config  # tools/ is on sys.path when a tool runs
+# tools/ is on sys.path when a tool runs
+from cli_common import add_common_args, end_distributed_run, keep_freed_memory_on_cpu, load_config
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -56,6 +57,7 @@ def dump_metric(scope: str | None, out_file: str) -> BaseMetric:
 def main() -> None:
     args = parse_args()
     cfg = load_config(args)
+    keep_freed_memory_on_cpu()
     cfg.load_from = args.checkpoint
     if args.show_dir:
         enable_visualization(cfg, args.show_dir)

@@ -1,6 +1,7 @@
 """Training-side features of ours, laid out as mmdet's ``engine/``:
 
 - ``checkpoints``: checkpoint files written atomically, ``resume=True`` falling back to the newest intact one;
+- ``host_memory``: glibc keeping freed memory in CPU runs (tools/train.py and tools/test.py set it);
 - ``hooks``: ``IterationSeedHook`` (registered in mmengine's ``HOOKS``), a resumed run repeating the uninterrupted
   one's random numbers;
 - ``optim_wrappers``: ``AmpOptimWrapper`` without CUDA (bf16 autocast on the CPU) and mmcv's RoIAlign / NMS in
