@@ -176,6 +176,29 @@ def test_compiled_blocks_equal_eager_with_checkpointing_and_freezing():
                           out_indices=(0, 1))
 
 
+def test_static_shape_blocks_move_tokens_by_views_and_equal_eager():
+    """``compile_blocks=dict(dynamic=False)`` on a CPU (`layers.compiling_for_cpu`): the block graphs move tokens by
+    pad, roll and views and take the bias from the opaque `layers.gathered_bias`, no gather left in them, with eager's
+    outputs and gradients (AOTAutograd, no inductor). Swin's shifted, padded windows; two stages, as above."""
+    aot_eager = torch._dynamo.lookup_backend('aot_eager')
+    graphs = []
+
+    def recording(gm: torch.fx.GraphModule, example_inputs: list) -> object:
+        graphs.append(str(gm.graph))
+        return aot_eager(gm, example_inputs)
+
+    torch._dynamo.reset()
+    eager = build(COMPILED, out_indices=(0, 1)).train()
+    compiled = build(COMPILED, out_indices=(0, 1), compile_blocks=dict(backend=recording, dynamic=False)).train()
+    compiled.load_state_dict(eager.state_dict())
+    x = torch.randn(2, 3, *SIZE)
+    (ref_outs, ref_grads), (outs, grads) = (forward_backward(m, x, None) for m in (eager, compiled))
+    torch.testing.assert_close((outs, grads), (ref_outs, ref_grads), rtol=1e-4, atol=1e-5)
+    assert len(graphs) == 4  # two stages x (regular, shifted)
+    assert all('gathered_bias' in g and 'index_select' not in g for g in graphs)
+    assert sum('roll' in g for g in graphs) == 2  # the shifted blocks'
+
+
 @pytest.mark.slow
 @pytest.mark.heavy
 def test_compiled_blocks_under_autocast():

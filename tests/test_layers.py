@@ -5,8 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vt_backbones.layers import (MASKED, attention, ceil_div, pad_hw, shorter_side, spanning_window_grid,
-                                 window_attn_mask, window_grid)
+from vt_backbones import layers
+from vt_backbones.layers import (MASKED, attention, ceil_div, gathered_bias, pad_hw, relative_position_bias,
+                                 relative_position_index, shorter_side, spanning_window_grid, window_attn_mask,
+                                 window_grid)
 
 
 def adjacent_windows(x: torch.Tensor, w: int) -> torch.Tensor:
@@ -62,6 +64,43 @@ def test_dilated_padding_is_masked_and_cropped():
 def test_shift_with_dilation_is_rejected():
     with pytest.raises(ValueError, match='dilation'):
         window_grid(14, 14, (7, 7), (3, 3), None, (2, 2))
+
+
+# Swin's shifted windows with padding (and a map smaller than a window), dilated windows, CrossFormer's groups.
+GRIDS_FOR_VIEWS = [(17, 23, (7, 7), (3, 3), (1, 1)), (5, 6, (7, 7), (3, 3), (1, 1)), (20, 13, (3, 4), (0, 0), (2, 3)),
+                   (28, 28, (4, 4), (0, 0), (7, 7))]
+
+
+@pytest.mark.parametrize('H, W, window, shift, dilation', GRIDS_FOR_VIEWS)
+def test_partition_by_views_equals_the_gathers_in_values_and_gradients(H, W, window, shift, dilation, monkeypatch):
+    """What graphs compiled for a CPU run (`layers.compiling_for_cpu`: pad, roll and permuted views) moves every
+    token where eager's two gathers do, forward and backward, bit for bit."""
+    grid = window_grid(H, W, window, shift, None, dilation)
+    x = torch.randn(2, H, W, 5, requires_grad=True)
+
+    def round_trip() -> tuple[torch.Tensor, ...]:
+        windows = grid.partition(x)
+        back = grid.reverse(windows * torch.arange(windows.shape[1])[:, None])  # position-dependent gradients
+        weights = torch.randn(back.shape, generator=torch.Generator().manual_seed(0))
+        return (windows, back, *torch.autograd.grad((back * weights).sum(), x))
+
+    gathered = round_trip()
+    monkeypatch.setattr(layers, 'compiling_for_cpu', lambda t: True)
+    by_views = round_trip()
+    for got, expected in zip(by_views, gathered):
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def test_gathered_bias_operator_equals_the_gather_in_values_and_gradients():
+    """The opaque operator inductor's CPU graphs call for the relative-position bias (`layers.gathered_bias`)
+    against the inline gather, and PyTorch's own checks of a custom operator (schema, fake tensor, autograd)."""
+    table = torch.randn(13 * 11, 3, dtype=torch.float64, requires_grad=True)
+    index = relative_position_index(7, 6)
+    bias = gathered_bias(table, index)
+    assert bias.is_contiguous()
+    torch.testing.assert_close(bias, relative_position_bias(table, (7, 6)), rtol=0, atol=0)
+    torch.autograd.gradcheck(lambda t: gathered_bias(t, index), (table,))
+    torch.library.opcheck(gathered_bias, (table, index))
 
 
 class _Grids(torch.nn.Module):

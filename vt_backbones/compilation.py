@@ -21,6 +21,12 @@ EAGER_WITH_TRUE = frozenset({'cpu'})
 BLOCK_RECOMPILE_LIMIT = 64
 
 
+# True while blocks compiled with static shapes run (`run_compiled`): `layers.compiling_for_cpu` reads it as dynamo
+# traces them, and dynamo guards every graph on the value it read. Only static shapes take that path: its views of
+# symbolic sizes would add size guards, i.e. a compilation per new size.
+static_shape_blocks_running = False
+
+
 @functools.cache
 def compiled_forward(block_class: type[nn.Module], options: tuple[tuple[str, Any], ...] = ()) -> Callable[..., Any]:
     """``block_class.forward`` compiled once for all instances of the class (regional compilation, the option
@@ -33,7 +39,10 @@ def compiled_forward(block_class: type[nn.Module], options: tuple[tuple[str, Any
     does not compile again.
     """
     compat.prepare_block_compilation()
-    return torch.compile(block_class.forward, **{'dynamic': True, **dict(options)})
+    options = {'dynamic': True, **dict(options)}
+    forward = torch.compile(block_class.forward, **options)
+    forward.static_shapes = options['dynamic'] is False
+    return forward
 
 
 def compiles_on(compile_blocks: bool | dict, device: torch.device) -> bool:
@@ -56,5 +65,10 @@ def describe(compile_blocks: bool | dict) -> str | None:
 
 
 def run_compiled(forward: Callable[..., Any], block: nn.Module, *args: Any) -> Any:
-    with torch._dynamo.config.patch(recompile_limit=BLOCK_RECOMPILE_LIMIT):
-        return forward(block, *args)
+    global static_shape_blocks_running
+    outer, static_shape_blocks_running = static_shape_blocks_running, forward.static_shapes
+    try:
+        with torch._dynamo.config.patch(recompile_limit=BLOCK_RECOMPILE_LIMIT):
+            return forward(block, *args)
+    finally:
+        static_shape_blocks_running = outer

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from . import compilation
 
 # The attention logit of pairs that must not attend to each other, where a boolean mask is merged into a bias
 # (`window_attn_mask`). A query always keeps itself as a key (same label, see `window_grid`), so no softmax row
@@ -200,6 +202,8 @@ class WindowGrid:
     partition_index: Tensor  # [nW * N] window slot -> token of the padded map (flattened)
     reverse_index: Tensor  # [H * W] real token -> window slot
     mask: Tensor | None
+    shift: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
 
     @property
     def num_windows(self) -> int:
@@ -209,14 +213,43 @@ class WindowGrid:
         """``[B, H, W, C]`` -> ``[B * nW, N, C]``."""
         B, C = x.shape[0], x.shape[-1]
         x = pad_hw(x, self.padded_height, self.padded_width)
+        # Inductor's CPU code turns a gather's backward into a scalar scatter-add loop (64 ms per Swin-T stage-1
+        # block-step against eager's 35 ms); the views' backward is views again, fused into vector copies.
+        if compiling_for_cpu(x):
+            x = torch.roll(x, (-self.shift[0], -self.shift[1]), (1, 2)) if any(self.shift) else x
+            return x.view(B, *self._blocked(C)).permute(0, 1, 3, 4, 6, 2, 5, 7).reshape(
+                -1, self.window[0] * self.window[1], C)
         x = x.reshape(B, -1, C).index_select(1, self.partition_index)
         return x.view(B * self.num_windows, -1, C)
 
     def reverse(self, windows: Tensor) -> Tensor:
         """``[B * nW, N, C]`` -> ``[B, H, W, C]`` (shift undone, padding cropped)."""
         C = windows.shape[-1]
+        if compiling_for_cpu(windows):
+            (bh, wh, dh, bw, ww, dw, _) = self._blocked(C)
+            x = windows.view(-1, bh, dh, bw, dw, wh, ww, C).permute(0, 1, 5, 2, 3, 6, 4, 7).reshape(
+                -1, self.padded_height, self.padded_width, C)
+            x = torch.roll(x, self.shift, (1, 2)) if any(self.shift) else x
+            return x[:, :self.height, :self.width]
         x = windows.reshape(-1, self.partition_index.numel(), C)
         return x.index_select(1, self.reverse_index).view(-1, self.height, self.width, C)
+
+    def _blocked(self, channels: int) -> tuple[int, ...]:
+        """The padded map's rows and columns as (blocks, window, dilation) each: row ``(bh * wh + ih) * dh + oh``
+        is token row ``ih`` of window row ``oh`` of block row ``bh`` (`window_grid`'s order)."""
+        (wh, ww), (dh, dw) = self.window, self.dilation
+        return (self.padded_height // (wh * dh), wh, dh, self.padded_width // (ww * dw), ww, dw, channels)
+
+
+def compiling_for_cpu(x: Tensor) -> bool:
+    """Whether torch.compile is tracing blocks compiled with static shapes (``compile_blocks=dict(dynamic=False)``)
+    for a CPU: there `WindowGrid` moves tokens with pad, roll and permuted views instead of its gathers, and
+    `relative_position_bias` gathers in an opaque operator, around two kernels of inductor's CPU code that were
+    slower than eager (issue 24). Eager mode keeps the gathers (one copy each way); so do dynamic shapes (views of
+    symbolic sizes add guards: a compilation per size), whole-model compilation and torch.export (their graphs must
+    follow the size), and GPUs (measured as they are)."""
+    return (x.device.type == 'cpu' and torch.compiler.is_compiling() and not torch.compiler.is_exporting()
+            and compilation.static_shape_blocks_running)
 
 
 @cached_per_shape(maxsize=64)
@@ -276,7 +309,7 @@ def window_grid(height: int, width: int, window: tuple[int, int], shift: tuple[i
             region_cols = (cols >= Wp - ww).long() + (cols >= Wp - sw).long()
             labels = labels * 9 + region_rows * 3 + region_cols
         mask = labels[:, :, None] == labels[:, None, :]  # a token always shares its own label
-    return WindowGrid(height, width, Hp, Wp, window, partition_index, reverse_index, mask)
+    return WindowGrid(height, width, Hp, Wp, window, partition_index, reverse_index, mask, shift, dilation)
 
 
 def spanning_window_grid(height: int, width: int, window: tuple[int, int],
@@ -308,8 +341,41 @@ def relative_position_index(wh: int, ww: int, device: torch.device | None = None
 def relative_position_bias(table: Tensor, window: tuple[int, int]) -> Tensor:
     """Gathers a ``[(2wh-1)(2ww-1), heads]`` table into the ``[heads, N, N]`` attention bias."""
     index = relative_position_index(*window, device=table.device)
+    if compiling_for_cpu(table):
+        return gathered_bias(table, index)
     N = index.shape[0]
     return table[index.view(-1)].view(N, N, -1).permute(2, 0, 1)
+
+
+@torch.library.custom_op('vt_backbones::gathered_bias', mutates_args=())
+def gathered_bias(table: Tensor, index: Tensor) -> Tensor:
+    """`relative_position_bias` as an operator inductor cannot look into, for graphs it compiles for a CPU: its
+    output is a buffer of its own, which the softmax reads with vector loads. Inlined, the gather became a scalar,
+    bounds-checked load from the table for every element of every window in each of the softmax's three passes
+    (issue 24: 72 ms per Swin-T stage-1 block-step against eager's 30 ms for gather, mask and softmax)."""
+    N = index.shape[0]
+    return table[index.view(-1)].view(N, N, -1).permute(2, 0, 1).contiguous()
+
+
+@gathered_bias.register_fake
+def _(table: Tensor, index: Tensor) -> Tensor:
+    return table.new_empty((table.shape[1], index.shape[0], index.shape[0]))
+
+
+def _gathered_bias_setup(ctx: Any, inputs: tuple[Tensor, Tensor], output: Tensor) -> None:
+    table, index = inputs
+    ctx.save_for_backward(index)
+    ctx.table_rows = table.shape[0]
+
+
+def _gathered_bias_backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+    index, = ctx.saved_tensors
+    heads = grad.shape[0]
+    grad_table = grad.new_zeros((ctx.table_rows, heads))
+    return grad_table.index_add_(0, index.view(-1), grad.permute(1, 2, 0).reshape(-1, heads)), None
+
+
+gathered_bias.register_autograd(_gathered_bias_backward, setup_context=_gathered_bias_setup)
 
 
 def attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None,
