@@ -73,7 +73,7 @@ GRIDS_FOR_VIEWS = [(17, 23, (7, 7), (3, 3), (1, 1)), (5, 6, (7, 7), (3, 3), (1, 
 
 @pytest.mark.parametrize('H, W, window, shift, dilation', GRIDS_FOR_VIEWS)
 def test_partition_by_views_equals_the_gathers_in_values_and_gradients(H, W, window, shift, dilation, monkeypatch):
-    """What graphs compiled for a CPU run (`layers.compiling_for_cpu`: pad, roll and permuted views) moves every
+    """What graphs compiled for a CPU run (`layers.tracing_static_blocks_for_cpu`: pad, roll and permuted views) moves every
     token where eager's two gathers do, forward and backward, bit for bit."""
     grid = window_grid(H, W, window, shift, None, dilation)
     x = torch.randn(2, H, W, 5, requires_grad=True)
@@ -85,7 +85,7 @@ def test_partition_by_views_equals_the_gathers_in_values_and_gradients(H, W, win
         return (windows, back, *torch.autograd.grad((back * weights).sum(), x))
 
     gathered = round_trip()
-    monkeypatch.setattr(layers, 'compiling_for_cpu', lambda t: True)
+    monkeypatch.setattr(layers, 'tracing_static_blocks_for_cpu', lambda t: True)
     by_views = round_trip()
     for got, expected in zip(by_views, gathered):
         torch.testing.assert_close(got, expected, rtol=0, atol=0)

@@ -215,7 +215,7 @@ class WindowGrid:
         x = pad_hw(x, self.padded_height, self.padded_width)
         # Inductor's CPU code turns a gather's backward into a scalar scatter-add loop (64 ms per Swin-T stage-1
         # block-step against eager's 35 ms); the views' backward is views again, fused into vector copies.
-        if compiling_for_cpu(x):
+        if tracing_static_blocks_for_cpu(x):
             x = torch.roll(x, (-self.shift[0], -self.shift[1]), (1, 2)) if any(self.shift) else x
             return x.view(B, *self._blocked(C)).permute(0, 1, 3, 4, 6, 2, 5, 7).reshape(
                 -1, self.window[0] * self.window[1], C)
@@ -225,7 +225,7 @@ class WindowGrid:
     def reverse(self, windows: Tensor) -> Tensor:
         """``[B * nW, N, C]`` -> ``[B, H, W, C]`` (shift undone, padding cropped)."""
         C = windows.shape[-1]
-        if compiling_for_cpu(windows):
+        if tracing_static_blocks_for_cpu(windows):
             (bh, wh, dh, bw, ww, dw, _) = self._blocked(C)
             x = windows.view(-1, bh, dh, bw, dw, wh, ww, C).permute(0, 1, 5, 2, 3, 6, 4, 7).reshape(
                 -1, self.padded_height, self.padded_width, C)
@@ -241,7 +241,7 @@ class WindowGrid:
         return (self.padded_height // (wh * dh), wh, dh, self.padded_width // (ww * dw), ww, dw, channels)
 
 
-def compiling_for_cpu(x: Tensor) -> bool:
+def tracing_static_blocks_for_cpu(x: Tensor) -> bool:
     """Whether torch.compile is tracing blocks compiled with static shapes (``compile_blocks=dict(dynamic=False)``)
     for a CPU: there `WindowGrid` moves tokens with pad, roll and permuted views instead of its gathers, and
     `relative_position_bias` gathers in an opaque operator, around two kernels of inductor's CPU code that were
@@ -341,8 +341,12 @@ def relative_position_index(wh: int, ww: int, device: torch.device | None = None
 def relative_position_bias(table: Tensor, window: tuple[int, int]) -> Tensor:
     """Gathers a ``[(2wh-1)(2ww-1), heads]`` table into the ``[heads, N, N]`` attention bias."""
     index = relative_position_index(*window, device=table.device)
-    if compiling_for_cpu(table):
+    if tracing_static_blocks_for_cpu(table):
         return gathered_bias(table, index)
+    return _gather_bias(table, index)
+
+
+def _gather_bias(table: Tensor, index: Tensor) -> Tensor:
     N = index.shape[0]
     return table[index.view(-1)].view(N, N, -1).permute(2, 0, 1)
 
@@ -353,8 +357,7 @@ def gathered_bias(table: Tensor, index: Tensor) -> Tensor:
     output is a buffer of its own, which the softmax reads with vector loads. Inlined, the gather became a scalar,
     bounds-checked load from the table for every element of every window in each of the softmax's three passes
     (issue 24: 72 ms per Swin-T stage-1 block-step against eager's 30 ms for gather, mask and softmax)."""
-    N = index.shape[0]
-    return table[index.view(-1)].view(N, N, -1).permute(2, 0, 1).contiguous()
+    return _gather_bias(table, index).contiguous()
 
 
 @gathered_bias.register_fake

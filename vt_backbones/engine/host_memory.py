@@ -4,8 +4,10 @@ glibc's ``malloc`` serves a request of 32 MB or more (an activation of a stage-1
 fresh ``mmap`` and unmaps it when it is freed, so every training step faults all its large tensors in again, one
 4 KB page at a time. Measured on an AMD EPYC (AVX2, one thread, fwd+bwd, batch 2, 512²): Swin-T's step took
 155k page faults and 0.36 s of kernel time (4.5 s a step), Focal-T's 310k-630k; served from the heap, they take
-none, and the steps take 4.2 s and 6.3 s (docs/performance.md). The heap grows to the loop's peak once and stays
-there: the peak RSS rose 0.6% (Swin-T) and 7% (Focal-T).
+none, and the steps take 4.2 s and 6.3 s; `make demo` took 285 s instead of 383 s (docs/performance.md). The cost
+is memory: the heap keeps the loop's peak, and for the first steps outgrows the live tensors (glibc's memalign
+cannot reuse a freed block for a request of its exact size until free neighbours merged with it): the peak RSS
+rose 0.6% (Swin-T), 7% (Focal-T) and 25% (the demo's largest process, 1.83 -> 2.30 GB).
 """
 from __future__ import annotations
 
