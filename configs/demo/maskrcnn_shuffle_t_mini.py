@@ -12,7 +12,7 @@
 # the box head from learning 76 absent ones. lr: at 1e-3 the box head (fully connected on 12544 RoI features,
 # where Adam moves every weight by about lr per step) stayed at the class prior for all 120 iterations (loss_cls ~1,
 # bbox mAP 0.01); at 3e-4 it learns the classes within 40.
-# 88 iterations: bbox 0.448 / segm 0.572 in 285 s wall (0.671 / 0.716 before the training attention's float
+# 88 iterations: bbox 0.448 / segm 0.572 in 285-305 s wall (0.671 / 0.716 before the training attention's float
 # operations were reordered; 96 gave 0.711 / 0.752 in 365 s on a slower day of the machine, over the 6 minutes the
 # demo may take; 120 gave 0.729 / 0.785).
 # The backbone's SyncBN runs as plain BN on a machine without CUDA (vt_backbones.compat).
