@@ -177,9 +177,9 @@ def test_compiled_blocks_equal_eager_with_checkpointing_and_freezing():
 
 
 def test_static_shape_blocks_move_tokens_by_views_and_equal_eager():
-    """``compile_blocks=dict(dynamic=False)`` on a CPU (`layers.tracing_static_blocks_for_cpu`): the block graphs move tokens by
-    pad, roll and views and take the bias from the opaque `layers.gathered_bias`, no gather left in them, with eager's
-    outputs and gradients (AOTAutograd, no inductor). Swin's shifted, padded windows; two stages, as above."""
+    """``compile_blocks=dict(dynamic=False)`` on a CPU (`layers.tracing_static_blocks_for_cpu`): the block graphs
+    move tokens by pad, roll and views and take the bias from the opaque `layers.gathered_bias`, no gather left in
+    them, with eager's outputs and gradients (AOTAutograd, no inductor). Swin's shifted, padded windows; two stages."""
     aot_eager = torch._dynamo.lookup_backend('aot_eager')
     graphs = []
 

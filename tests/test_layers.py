@@ -73,8 +73,8 @@ GRIDS_FOR_VIEWS = [(17, 23, (7, 7), (3, 3), (1, 1)), (5, 6, (7, 7), (3, 3), (1, 
 
 @pytest.mark.parametrize('H, W, window, shift, dilation', GRIDS_FOR_VIEWS)
 def test_partition_by_views_equals_the_gathers_in_values_and_gradients(H, W, window, shift, dilation, monkeypatch):
-    """What graphs compiled for a CPU run (`layers.tracing_static_blocks_for_cpu`: pad, roll and permuted views) moves every
-    token where eager's two gathers do, forward and backward, bit for bit."""
+    """What static-shape block graphs compiled for a CPU run (`layers.tracing_static_blocks_for_cpu`: pad, roll and
+    permuted views) moves every token where eager's two gathers do, forward and backward, bit for bit."""
     grid = window_grid(H, W, window, shift, None, dilation)
     x = torch.randn(2, H, W, 5, requires_grad=True)
 
@@ -99,6 +99,11 @@ def test_gathered_bias_operator_equals_the_gather_in_values_and_gradients():
     bias = gathered_bias(table, index)
     assert bias.is_contiguous()
     torch.testing.assert_close(bias, relative_position_bias(table, (7, 6)), rtol=0, atol=0)
+    # Swin's definition, token by token: query (r, c) and key (r', c') read row (r - r' + 6) * 11 + (c - c' + 5).
+    tokens = [(r, c) for r in range(7) for c in range(6)]
+    expected = torch.stack([torch.stack([table[(r - r2 + 6) * 11 + (c - c2 + 5)] for r2, c2 in tokens])
+                            for r, c in tokens]).permute(2, 0, 1)
+    torch.testing.assert_close(bias, expected, rtol=0, atol=0)
     torch.autograd.gradcheck(lambda t: gathered_bias(t, index), (table,))
     torch.library.opcheck(gathered_bias, (table, index))
 

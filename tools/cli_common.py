@@ -43,10 +43,9 @@ def load_config(args: argparse.Namespace) -> Config:
 def keep_freed_memory_on_cpu() -> None:
     """On a machine without an accelerator, glibc keeps freed memory for the next step (`vt_backbones.engine.
     host_memory`: no page faults for the large tensors at every step); GPU runs keep the C library's default."""
-    if get_device() == 'cpu':
-        if keep_freed_memory():
-            print_log('CPU run: glibc keeps freed memory for the next step (mallopt M_MMAP_MAX=0, no trimming; '
-                      f'set one of {", ".join(USER_SETTINGS)} to choose otherwise)', logger='current')
+    if get_device() == 'cpu' and keep_freed_memory():
+        print_log('CPU run: glibc keeps freed memory for the next step (mallopt M_MMAP_MAX=0, no trimming; '
+                  f'set one of {", ".join(USER_SETTINGS)} to choose otherwise)', logger='current')
 
 
 def end_distributed_run() -> None:

@@ -21,9 +21,9 @@ EAGER_WITH_TRUE = frozenset({'cpu'})
 BLOCK_RECOMPILE_LIMIT = 64
 
 
-# True while blocks compiled with static shapes run (`run_compiled`): `layers.tracing_static_blocks_for_cpu` reads it as dynamo
-# traces them, and dynamo guards every graph on the value it read. Only static shapes take that path: its views of
-# symbolic sizes would add size guards, i.e. a compilation per new size.
+# True while blocks compiled with static shapes run (`run_compiled`): `layers.tracing_static_blocks_for_cpu` reads
+# it as dynamo traces them, and dynamo guards every graph on the value it read. Only static shapes take that path:
+# its views of symbolic sizes would add size guards, i.e. a compilation per new size.
 static_shape_blocks_running = False
 
 

@@ -248,8 +248,8 @@ def tracing_static_blocks_for_cpu(x: Tensor) -> bool:
     slower than eager (issue 24). Eager mode keeps the gathers (one copy each way); so do dynamic shapes (views of
     symbolic sizes add guards: a compilation per size), whole-model compilation and torch.export (their graphs must
     follow the size), and GPUs (measured as they are)."""
-    return (x.device.type == 'cpu' and torch.compiler.is_compiling() and not torch.compiler.is_exporting()
-            and compilation.static_shape_blocks_running)
+    return (compilation.static_shape_blocks_running and x.device.type == 'cpu' and torch.compiler.is_compiling()
+            and not torch.compiler.is_exporting())  # the flag first: eager calls stop at one global read
 
 
 @cached_per_shape(maxsize=64)
