@@ -7,7 +7,6 @@ import argparse
 import contextlib
 import hashlib
 import http.server
-import importlib.util
 import io
 import os
 import re
@@ -24,7 +23,7 @@ from vt_backbones import weights
 from vt_backbones.convert import ConversionError, convert_file, convert_state_dict
 from vt_backbones.weights import CATALOGUE, WeightsError
 
-from conftest import ROOT, RunsCommand
+from conftest import ROOT, RunsCommand, load_tool
 from test_convert import fake_official
 
 SERVER_LIFETIME_S = 60  # the loopback server shuts itself down after this, whatever the test does
@@ -96,13 +95,6 @@ def with_url(variant: str, url: str, sha256_prefix: str | None) -> weights.Weigh
     sources = tuple(replace(s, location=url, sha256_prefix=sha256_prefix) if s.kind == 'url' else s
                     for s in entry.sources)
     return replace(entry, sources=sources)
-
-
-def load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def files_under(directory) -> list[str]:

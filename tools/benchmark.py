@@ -104,6 +104,7 @@ from torch import Tensor, nn
 
 import vt_backbones
 from vt_backbones.engine.host_memory import keep_freed_memory
+from vt_backbones.fileio import atomic_output, write_text_atomically
 
 MODES = ('fwd', 'fwdbwd')
 MODE_LABELS = {'fwd': 'fwd', 'fwdbwd': 'fwd+bwd'}
@@ -893,26 +894,6 @@ def format_notes(results: list[dict]) -> str:
     return '\n'.join(notes)
 
 
-@contextlib.contextmanager
-def atomic_output(path: str) -> Iterator[str]:
-    """Yields a temporary path next to ``path`` to write to, then renames it over ``path``: a reader never sees
-    a half-written file, and a failure leaves no temporary behind."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=directory)
-    os.close(fd)
-    try:
-        yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 #: What ``--json`` writes, and ``--from-json`` reads back.
 SAVED_KEYS = ['env', 'config', 'command', 'results']
 
@@ -921,13 +902,6 @@ def write_json_atomic(path: str, data: Any) -> None:
     with atomic_output(path) as tmp, open(tmp, 'w') as f:
         json.dump(data, f, indent=2)
         f.write('\n')
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def write_text_atomic(path: str, text: str) -> None:
-    with atomic_output(path) as tmp, open(tmp, 'w') as f:
-        f.write(text)
 
 
 # ---- arguments ----------------------------------------------------------------------------------
@@ -1087,7 +1061,7 @@ def print_and_draw(saved: dict[str, Any], markdown: str | None, plot: str | None
     if markdown == '-':
         print(format_markdown(results, modes, config, saved['command']), end='')
     elif markdown:
-        write_text_atomic(markdown, format_markdown(results, modes, config, saved['command']))
+        write_text_atomically(markdown, format_markdown(results, modes, config, saved['command']))
     if plot:
         plot_scaling(results, modes, plot)
         print(f'# plot: {plot}')
@@ -1131,7 +1105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             write_json_atomic(args.json, saved)
         if args.markdown and args.markdown != '-':
             modes = MODES if args.mode == 'both' else (args.mode,)
-            write_text_atomic(args.markdown, format_markdown(saved['results'], modes, config, command))
+            write_text_atomically(args.markdown, format_markdown(saved['results'], modes, config, command))
 
     try:
         for name, size in jobs:

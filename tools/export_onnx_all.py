@@ -31,6 +31,7 @@ import torch  # noqa: E402
 import vt_backbones  # noqa: E402
 from export_onnx import size  # noqa: E402  (tools/ is on sys.path when a tool runs)
 from vt_backbones.export import OnnxBackbone, export_onnx, reduced_depth  # noqa: E402
+from vt_backbones.fileio import write_text_atomically  # noqa: E402
 
 SIZES = ((224, 224), (256, 320), (97, 131), (800, 1344))
 
@@ -75,14 +76,6 @@ def markdown(rows: list[dict], sizes: list[tuple[int, int]], speed_size: tuple[i
         cells.append(f'{row["ort_over_torch"]:.2f}' if row.get('ort_over_torch') else '')
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines) + '\n'
-
-
-def write(path: str | None, text: str) -> None:
-    if path:
-        tmp = f'{path}.tmp'
-        with open(tmp, 'w') as f:
-            f.write(text)
-        os.replace(tmp, path)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -133,8 +126,10 @@ def main(argv: list[str] | None = None) -> int:
                 os.unlink(path)
         rows.append(row)
         print(f'  {row}', flush=True)
-        write(args.markdown, markdown(rows, args.sizes, args.speed_size))
-        write(args.json, json.dumps(rows, indent=1))
+        if args.markdown:
+            write_text_atomically(args.markdown, markdown(rows, args.sizes, args.speed_size))
+        if args.json:
+            write_text_atomically(args.json, json.dumps(rows, indent=1))
     print(markdown(rows, args.sizes, args.speed_size))
     return 0
 

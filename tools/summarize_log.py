@@ -9,7 +9,6 @@ import glob
 import json
 import os
 import sys
-import tempfile
 
 
 def read_scalars(work_dir: str) -> list[dict]:
@@ -26,6 +25,8 @@ def plot_losses(train: list[dict], keys: list[str], out_file: str, title: str) -
     matplotlib.use('Agg')  # files only: no display needed
     import matplotlib.pyplot as plt
 
+    from vt_backbones.fileio import atomic_output  # here: the package's imports take seconds, only plots need it
+
     fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
     iters = [r['iter'] for r in train]
     for key in keys:
@@ -37,16 +38,9 @@ def plot_losses(train: list[dict], keys: list[str], out_file: str, title: str) -
     ax.grid(True, which='both', alpha=0.3)
     ax.legend(loc='upper right', fontsize='small')
     fig.tight_layout()
-    directory = os.path.dirname(os.path.abspath(out_file))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.tmp_', suffix=os.path.splitext(out_file)[1] or '.png', dir=directory)
-    os.close(fd)
     try:
-        fig.savefig(tmp)
-        os.replace(tmp, out_file)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+        with atomic_output(out_file) as tmp:  # the format from the name, png without an extension
+            fig.savefig(tmp, format=os.path.splitext(out_file)[1][1:] or 'png')
     finally:
         plt.close(fig)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 
 import mmcv
 import numpy as np
@@ -23,6 +22,9 @@ from mmengine.dataset import pseudo_collate
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import vt_backbones  # noqa: E402,F401  applies vt_backbones.compat before anything is built or loaded
+from vt_backbones.fileio import atomic_output  # noqa: E402
+
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')  # mmcv writes the format its name's extension says
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -34,6 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--score-thr', type=float,
                         help="draw predictions scoring at least this (default: the config's test score_thr, or 0.3)")
     args = parser.parse_args(argv)
+    if not args.out.lower().endswith(IMAGE_EXTENSIONS):
+        parser.error(f'--out must name a {", ".join(IMAGE_EXTENSIONS)} file, got {args.out}')
     if args.num_images < 1:
         parser.error(f'--num-images must be >= 1, got {args.num_images}')
     if args.score_thr is not None and not 0.0 <= args.score_thr <= 1.0:
@@ -62,17 +66,9 @@ def count_matches(sample, score_thr: float, iou_thr: float = 0.5) -> tuple[int, 
 
 
 def write_image_atomically(image_rgb: np.ndarray, out_file: str) -> None:
-    directory = os.path.dirname(os.path.abspath(out_file))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.tmp_', suffix=os.path.splitext(out_file)[1] or '.png', dir=directory)
-    os.close(fd)
-    try:
-        if not mmcv.imwrite(image_rgb[..., ::-1], tmp):  # mmcv writes BGR
+    with atomic_output(out_file) as tmp:
+        if not mmcv.imwrite(image_rgb[..., ::-1], tmp):  # mmcv writes BGR, in the format of the name's extension
             raise OSError(f'could not write {out_file}')
-        os.replace(tmp, out_file)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def main(argv: list[str] | None = None) -> None:

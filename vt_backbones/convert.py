@@ -21,7 +21,6 @@ import math
 import os
 import pickle
 import re
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -30,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import safe_load
+from .fileio import atomic_output
 from .safe_load import restricted_load
 
 StateDict = dict[str, Tensor]
@@ -388,17 +388,9 @@ def convert_file(src: str, dst: str, model_name: str | None = None) -> Conversio
 
 
 def save_atomically(obj: object, dst: str) -> None:
-    """``torch.save`` to a temporary file beside ``dst``, then rename: never a half-written file."""
-    directory = os.path.dirname(os.path.abspath(dst))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.tmp_', suffix='.pth', dir=directory)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-        os.replace(tmp, dst)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """``torch.save`` through `vt_backbones.fileio.atomic_output`: never a half-written file."""
+    with atomic_output(dst) as tmp:
+        torch.save(obj, tmp)
 
 
 def load_pretrained(model: nn.Module, path: str) -> ConversionReport:

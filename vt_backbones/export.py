@@ -13,7 +13,6 @@ metadata says ``min_input_size``).
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -24,6 +23,7 @@ from torch import Tensor, nn
 
 from . import family_of
 from .base import MIN_SIZE
+from .fileio import atomic_output
 
 OPSET = 18
 #: The traced example: every derived size (stage-4 windows, shuffled-window strides) is >= 2 at this input,
@@ -102,11 +102,7 @@ def export_onnx(model: nn.Module, path: str, opset: int = OPSET,
     with torch.no_grad():
         num_outputs = len(model(example))
     dynamic = torch.export.Dim.DYNAMIC
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.tmp_', suffix='.onnx', dir=directory)
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         start = time.perf_counter()
         log(f'tracing {type(model).__name__} with symbolic batch, height and width (torch.export)')
         with torch.no_grad():
@@ -125,10 +121,6 @@ def export_onnx(model: nn.Module, path: str, opset: int = OPSET,
             if not report.checks[-1].passed:
                 raise RuntimeError(f'onnxruntime differs from torch beyond {ATOL} + {RTOL} * max|output| at '
                                    f'{report.checks[-1]}; {path} not written')
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return report
 
 

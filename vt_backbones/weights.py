@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from typing import Any, Iterator
+
+from .fileio import atomic_output
 
 HUB_PREFIX = 'hf-hub:'
 HUB_DEFAULT_FILE = 'model.safetensors'
@@ -229,11 +230,8 @@ def download(url: str, dst: str, sha256_prefix: str | None = None, progress: boo
         if hash_matches(dst, sha256_prefix):
             return dst
         os.unlink(dst)  # a damaged or foreign file under the published name: never used, fetched again
-    directory = os.path.dirname(os.path.abspath(dst))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(dst)}.', suffix='.part', dir=directory)
-    try:
-        with os.fdopen(fd, 'wb') as out:
+    with atomic_output(dst) as tmp:
+        with open(tmp, 'wb') as out:
             try:
                 request = urllib.request.Request(url, headers={'User-Agent': 'vt_backbones'})
                 with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S) as response:
@@ -250,11 +248,7 @@ def download(url: str, dst: str, sha256_prefix: str | None = None, progress: boo
         if not hash_matches(tmp, sha256_prefix):
             raise WeightsError(f'{url}: sha256 {sha256_of(tmp)} does not start with the published '
                                f'{sha256_prefix}; the file was not kept')
-        os.replace(tmp, dst)
-        return dst
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    return dst
 
 
 def hub_download(reference: str, progress: bool = True) -> str:

@@ -18,32 +18,20 @@ import logging
 import os
 import os.path as osp
 import re
-import secrets
 import zipfile
 from typing import Callable
 
 from mmengine.fileio.backends import LocalBackend
 from mmengine.logging import print_log
 
+from ..fileio import atomic_output
+
 
 def atomic_put(original: Callable) -> Callable:
-    """``LocalBackend.put`` writing a temporary file and renaming it: never a half-written target."""
+    """``LocalBackend.put`` through `vt_backbones.fileio.atomic_output`: never a half-written target."""
     def put(self: LocalBackend, obj: bytes, filepath: str | os.PathLike) -> None:
-        directory, name = osp.split(osp.abspath(filepath))
-        os.makedirs(directory, exist_ok=True)
-        tmp = osp.join(directory, f'.{name}.{secrets.token_hex(8)}.tmp')
-        # open()'s mode 0o666 less the umask, as mmengine's plain write gives (mkstemp's 0o600 hid checkpoints
-        # from the group).
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_BINARY', 0), 0o666)
-        try:
-            with os.fdopen(fd, 'wb') as f:
-                f.write(obj)
-                f.flush()
-                os.fsync(f.fileno())  # the data is on disk before the name points at it
-            os.replace(tmp, filepath)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        with atomic_output(filepath) as tmp, open(tmp, 'wb') as f:
+            f.write(obj)
     return put
 
 
