@@ -69,7 +69,7 @@ fi
 
 # 3. The rest of the stack and the package itself.
 pipi 'mmengine==0.10.7' 'mmdet==3.3.0' 'mmsegmentation==1.2.2' 'pycocotools>=2.0.8' ftfy regex einops safetensors pytest pytest-xdist pytest-timeout
-pipi --no-build-isolation -e '.[deploy]'  # with onnx, onnxscript, onnxruntime: the export tests run them
+pipi --no-build-isolation -e '.[deploy,hub]'  # onnx, onnxscript, onnxruntime and huggingface_hub: their tests run
 
 if ! $PY -c 'from mmcv.ops import nms, RoIAlign' 2>/dev/null; then
   echo "[install] ERROR: mmcv is installed without its compiled ops (mmcv._ext)." >&2
