@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, load_tool
 
 SELECT_PYTHON = os.path.join(ROOT, 'tools', 'select_python.sh')
 
@@ -88,39 +88,38 @@ def test_make_demo_learns_and_draws(tmp_path):
     metrics = {name: float(value) for name, value in re.findall(r'(coco/(?:bbox|segm)_mAP): ([0-9.]+)', out)}
     assert metrics['coco/bbox_mAP'] >= BBOX_MAP_MIN and metrics['coco/segm_mAP'] >= SEGM_MAP_MIN, metrics
 
-    # The picture (predictions scoring >= 0.5): most objects have a box of their class, few boxes are elsewhere.
+    # The picture (predictions scoring >= 0.5): most objects have a box of their class, few boxes on the background.
+    # Boxes on an object that frame none (a part of it, a shifted duplicate) come and go with a CPU's rounding (2
+    # here, AVX2; 5 with ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE ONEDNN_MAX_CPU_ISA=SSE41): not bounded.
     drawn = [tuple(map(int, counts)) for counts in re.findall(
-        r'(\d+) objects, (\d+) with a box of their class \(IoU >= 0.5\); (\d+) predictions scoring >= 0.5, '
-        r'(\d+) of them on no object', out)]
+        r'(\d+) objects, (\d+) with a box of their class \(IoU >= 0.5\); (\d+) predictions scoring >= 0.5: '
+        r'(\d+) on an object framing none \(IoU < 0.5\), (\d+) on the background', out)]
     assert len(drawn) == 2, out[-3000:]
-    objects, found, _, stray = map(sum, zip(*drawn))
-    # Fewer stray boxes than objects: the 88-iteration run here drew two, both on the second image.
-    assert found >= 0.7 * objects and stray < objects, drawn
+    objects, found, _, _, background = map(sum, zip(*drawn))
+    assert found >= 0.7 * objects and background < objects, drawn
     for picture in ('loss_curves.png', 'predictions.png'):
         assert str(work / picture) in out
         with open(work / picture, 'rb') as f:
             assert f.read(8) == b'\x89PNG\r\n\x1a\n', picture
 
 
-def test_visualize_counts_found_objects_and_stray_boxes():
+def test_visualize_counts_found_objects_misplaced_and_background_boxes():
     """tools/visualize.py's numbers for the picture, on boxes whose overlaps are known by hand."""
-    import importlib.util
-
     import torch
     from mmdet.structures import DetDataSample
     from mmengine.structures import InstanceData
 
-    spec = importlib.util.spec_from_file_location('visualize', os.path.join(ROOT, 'tools', 'visualize.py'))
-    visualize = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(visualize)
+    visualize = load_tool('visualize')
     sample = DetDataSample()
     sample.gt_instances = InstanceData(bboxes=torch.tensor([[0., 0., 10., 10.], [20., 20., 40., 40.]]),
                                        labels=torch.tensor([0, 1]))
     sample.pred_instances = InstanceData(
         bboxes=torch.tensor([[0., 0., 10., 9.],     # on object 0, its class: found
-                             [20., 20., 40., 40.],  # on object 1, wrong class: not found, not stray
-                             [60., 60., 70., 70.],  # on nothing: stray
+                             [20., 20., 40., 40.],  # on object 1, wrong class: not found, not misplaced
+                             [0., 0., 4., 10.],     # inside object 0 (IoU 0.4): misplaced
+                             [5., 5., 15., 15.],    # a quarter on object 0 (IoU 0.14): background
+                             [60., 60., 70., 70.],  # on nothing: background
                              [21., 21., 40., 40.]]),  # on object 1, its class, but below the score threshold
-        labels=torch.tensor([0, 0, 1, 1]), scores=torch.tensor([0.9, 0.8, 0.6, 0.2]))
-    assert visualize.count_matches(sample, score_thr=0.5) == (1, 3, 1)
-    assert visualize.count_matches(sample, score_thr=0.1) == (2, 4, 1)
+        labels=torch.tensor([0, 0, 0, 0, 1, 1]), scores=torch.tensor([0.9, 0.8, 0.7, 0.6, 0.6, 0.2]))
+    assert visualize.count_matches(sample, score_thr=0.5) == (1, 5, 1, 2)
+    assert visualize.count_matches(sample, score_thr=0.1) == (2, 6, 1, 2)

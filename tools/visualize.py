@@ -5,7 +5,9 @@
 
 Each row is one image: ground truth on the left, predictions with a score of at least ``--score-thr`` (default:
 the config's ``model.test_cfg.rcnn.score_thr``, what COCO evaluation counts, else 0.3) on the right (boxes, masks, class names and scores, drawn by mmdet's DetLocalVisualizer). Prints, per
-image, how many objects got a box of their class (IoU >= 0.5) and how many drawn predictions sit on no object. For mmdet configs (``default_scope = 'mmdet'``).
+image, how many objects got a box of their class (IoU >= 0.5), how many drawn predictions sit on an object without
+framing any (a part of one, a shifted duplicate) and how many on the background. For mmdet configs
+(``default_scope = 'mmdet'``).
 """
 from __future__ import annotations
 
@@ -52,17 +54,21 @@ def stack_rows(rows: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(padded, axis=0)
 
 
-def count_matches(sample, score_thr: float, iou_thr: float = 0.5) -> tuple[int, int, int]:
-    """(objects with a kept prediction of their class at IoU >= iou_thr, kept predictions, kept predictions that
-    overlap no object at IoU >= iou_thr): what the picture shows, in numbers."""
+def count_matches(sample, score_thr: float, iou_thr: float = 0.5) -> tuple[int, int, int, int]:
+    """What the picture shows, in numbers, of the predictions scoring at least ``score_thr``: (objects with a
+    prediction of their class at IoU >= ``iou_thr``, predictions, predictions on an object that frame none
+    (IoU < ``iou_thr`` with every object: a part or a shifted duplicate), predictions mostly on the background
+    (less than half of the box on any object))."""
     from mmdet.structures.bbox import bbox_overlaps, get_box_tensor
 
     kept = sample.pred_instances[sample.pred_instances.scores >= score_thr]
-    overlaps = bbox_overlaps(get_box_tensor(kept.bboxes), get_box_tensor(sample.gt_instances.bboxes))
+    boxes, objects = get_box_tensor(kept.bboxes), get_box_tensor(sample.gt_instances.bboxes)
+    overlaps = bbox_overlaps(boxes, objects)
     same_class = kept.labels[:, None] == sample.gt_instances.labels[None, :]
     found = int(((overlaps >= iou_thr) & same_class).any(dim=0).sum())
-    stray = int((overlaps < iou_thr).all(dim=1).sum())
-    return found, len(kept), stray
+    on_background = (bbox_overlaps(boxes, objects, mode='iof') < 0.5).all(dim=1)
+    framing_none = (overlaps < iou_thr).all(dim=1)
+    return found, len(kept), int((framing_none & ~on_background).sum()), int(on_background.sum())
 
 
 def write_image_atomically(image_rgb: np.ndarray, out_file: str) -> None:
@@ -98,10 +104,10 @@ def main(argv: list[str] | None = None) -> None:
         visualizer.add_datasample(os.path.basename(sample.img_path), image, sample, draw_gt=True, draw_pred=True,
                                   pred_score_thr=args.score_thr)
         rows.append(visualizer.get_image())
-        found, kept, stray = count_matches(sample, args.score_thr)
+        found, kept, misplaced, background = count_matches(sample, args.score_thr)
         print(f'{sample.img_path}: {len(sample.gt_instances)} objects, {found} with a box of their class '
-              f'(IoU >= 0.5); {kept} predictions scoring >= {args.score_thr}, {stray} of them on no object '
-              f'({len(sample.pred_instances)} predictions in all)')
+              f'(IoU >= 0.5); {kept} predictions scoring >= {args.score_thr}: {misplaced} on an object framing '
+              f'none (IoU < 0.5), {background} on the background ({len(sample.pred_instances)} predictions in all)')
     write_image_atomically(stack_rows(rows), args.out)
     print(f'predictions: {args.out} (left: ground truth, right: predictions)')
 
