@@ -10,6 +10,7 @@ Every other variant is exported and checked at the same two sizes too, with `mak
 """
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -18,7 +19,7 @@ import torch
 from vt_backbones import families, family_of, list_models
 from vt_backbones.export import ATOL, RTOL, OnnxBackbone, check_against_torch, export_onnx, reduced_depth
 
-from conftest import load_tool
+from conftest import ROOT, load_tool
 
 pytest.importorskip('onnxruntime')
 pytest.importorskip('onnxscript')
@@ -92,3 +93,33 @@ def test_opset_below_18_is_refused(tmp_path):
     with pytest.raises(ValueError, match='opset must be >= 18'):
         export_onnx(torch.nn.Identity(), str(tmp_path / 'x.onnx'), opset=17)
     assert not os.listdir(tmp_path)
+
+
+@pytest.mark.slow
+def test_export_table_tool_writes_what_it_measured_and_records_a_failure(tmp_path, monkeypatch):
+    """tools/export_onnx_all.py, which makes docs/deployment.md's table: a variant whose export fails becomes a row
+    saying so and the run goes on; the json and markdown it writes read back as the run measured; no file is left."""
+    monkeypatch.syspath_prepend(os.path.join(ROOT, 'tools'))  # as when it runs: it imports its sibling export_onnx
+    tool = load_tool('export_onnx_all')
+
+    def export_failing_swin(model, path, **options):
+        if os.path.basename(path) == 'swin_t.onnx':
+            raise RuntimeError('made to fail')
+        return export_onnx(model, path, **options)
+
+    monkeypatch.setattr(tool, 'export_onnx', export_failing_swin)
+    monkeypatch.setattr(tool.tempfile, 'tempdir', str(tmp_path))  # where the run's temporary directory goes
+    table, rows_file = tmp_path / 'out' / 'table.md', tmp_path / 'out' / 'rows.json'
+    assert tool.main(['swin_t', 'coat_lite_tiny', '--sizes', '96x128', '--speed-size', '96x96',
+                      '--markdown', str(table), '--json', str(rows_file)]) == 0
+
+    failed, exported = json.loads(rows_file.read_text())
+    assert failed == dict(variant='swin_t', depth='2-2-2-2', full_depth=False, error='made to fail')
+    assert exported['variant'] == 'coat_lite_tiny' and exported['depth'] == '1-1-1-1' and not exported['full_depth']
+    diff, scale = exported['max_abs_diff']['96x128'], exported['max_abs_output']['96x128']
+    assert diff <= ATOL + RTOL * scale and scale > 0 and exported['ort_over_torch'] > 0 and exported['mib'] > 1
+    lines = table.read_text().splitlines()
+    assert lines[0] == '| variant | depth exported | export s | MiB | max abs diff 96×128 | ORT / torch 96×96 |'
+    assert lines[2] == '| swin_t | 2-2-2-2 | failed: made to fail |'
+    assert lines[3].startswith('| coat_lite_tiny | 1-1-1-1 (reduced) |') and f'| {diff:.1e} |' in lines[3]
+    assert sorted(p.name for p in tmp_path.rglob('*')) == ['out', 'rows.json', 'table.md']  # no ONNX file, no temp dir

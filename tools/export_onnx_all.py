@@ -99,7 +99,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     variants = args.variants or vt_backbones.list_models()
     torch.set_num_threads(1)
-    out_dir = args.out_dir or tempfile.mkdtemp(prefix='vtb_onnx_')
+    if args.out_dir:
+        return export_all(variants, args, args.out_dir)
+    with tempfile.TemporaryDirectory(prefix='vtb_onnx_') as out_dir:
+        return export_all(variants, args, out_dir)
+
+
+def export_all(variants: list[str], args: argparse.Namespace, out_dir: str) -> int:
+    """Exports the variants one by one into ``out_dir`` (kept there only with ``--out-dir``), rewriting the tables
+    after each; a variant that fails is a row saying so, and the run goes on."""
     rows, timed_families = [], set()
     for variant in variants:
         full = variant in args.full_depth
@@ -123,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                 timed_families.add(family)
                 row['ort_over_torch'] = speed_ratio(model, OnnxBackbone(path, threads=1), args.speed_size)
             if not args.out_dir:
-                os.unlink(path)
+                os.unlink(path)  # one file at a time in the temporary directory
         rows.append(row)
         print(f'  {row}', flush=True)
         if args.markdown:
