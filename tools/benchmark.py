@@ -899,9 +899,7 @@ SAVED_KEYS = ['env', 'config', 'command', 'results']
 
 
 def write_json_atomic(path: str, data: Any) -> None:
-    with atomic_output(path) as tmp, open(tmp, 'w') as f:
-        json.dump(data, f, indent=2)
-        f.write('\n')
+    write_text_atomically(path, json.dumps(data, indent=2) + '\n')
 
 
 # ---- arguments ----------------------------------------------------------------------------------
