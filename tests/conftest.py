@@ -52,6 +52,22 @@ def load_tool(name: str):
     return module
 
 
+def fill_padding_with(monkeypatch: pytest.MonkeyPatch, value: float) -> None:
+    """Makes every token that attention must ignore ``value``: what `layers.pad_hw` pads, and the padding slots
+    that a `layers.WindowGrid` fills with real tokens (the slots its ``reverse_index`` never reads)."""
+    from vt_backbones import layers
+    monkeypatch.setattr(layers.pad_hw, '__defaults__', (True, value))
+    partition = layers.WindowGrid.partition
+
+    def partition_with_filled_padding(grid: layers.WindowGrid, x: torch.Tensor) -> torch.Tensor:
+        windows = partition(grid, x)
+        padding = torch.ones(grid.partition_index.numel(), dtype=torch.bool, device=x.device)
+        padding[grid.reverse_index] = False
+        filled = windows.view(x.shape[0], -1, x.shape[-1]).masked_fill(padding[None, :, None], value)
+        return filled.view_as(windows)
+    monkeypatch.setattr(layers.WindowGrid, 'partition', partition_with_filled_padding)
+
+
 # ---- running the project's tools in subprocesses --------------------------------------------------------
 def tool_env(**extra: str) -> dict[str, str]:
     """The environment a tool runs in: these tests importable (configs name test modules in ``custom_imports``),

@@ -15,7 +15,7 @@ import vt_backbones
 from vt_backbones import layers
 from vt_backbones.convert import CONVERTERS
 
-from conftest import REFERENCE
+from conftest import REFERENCE, fill_padding_with
 
 MODELS = vt_backbones.list_models()
 SIZES = [(224, 224), (256, 320), (97, 131)]
@@ -55,7 +55,7 @@ def test_padded_tokens_never_change_real_outputs(eval_model, monkeypatch):
     x = torch.randn(1, 3, 97, 131)
     with torch.no_grad():
         reference = model(x)
-        monkeypatch.setattr(layers.pad_hw, '__defaults__', (True, 1000.0))
+        fill_padding_with(monkeypatch, 1000.0)
         padded = model(x)
     for ref, out in zip(reference, padded):
         torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)

@@ -58,7 +58,7 @@ def test_lda_grouping(lda_mode, size, stage, expected):
     assert (grid.padded_height, grid.padded_width) == padded
     # The first group holds tokens every `dilation` rows/columns from the top-left corner.
     first = grid.partition_index[:window[0] * window[1]].view(window)
-    assert first[0, 1] == dilation and first[1, 0] == dilation * padded[1]
+    assert first[0, 1] == dilation and first[1, 0] == dilation * size[1]  # an index into the unpadded map
 
 
 def test_small_input_never_changes_a_block_for_later_inputs(model):

@@ -18,7 +18,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 import vt_backbones
 from vt_backbones import ShuffleTransformer, layers
 
-from conftest import ROOT
+from conftest import ROOT, fill_padding_with
 
 # Small enough for fast tests, with the real structure (pairs of blocks, merging, head dim 32).
 TINY = dict(embed_dims=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8))
@@ -55,7 +55,7 @@ def test_batchnorm_never_sees_padding(monkeypatch):
     reference = model(x)
     reference_stats = {k: v.clone() for k, v in model.state_dict().items() if 'running' in k}
     model.load_state_dict(state)
-    monkeypatch.setattr(layers.pad_hw, '__defaults__', (True, 1000.0))
+    fill_padding_with(monkeypatch, 1000.0)
     padded = model(x)
     for ref, out in zip(reference, padded):
         torch.testing.assert_close(out, ref)
