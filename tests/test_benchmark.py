@@ -266,6 +266,9 @@ def test_cli_params_are_the_parameter_count(cli_run):
     (['swin_t', '--clock', 'gpu'], '--clock', 'cpu'),
     (['swin_t', '--dtype', 'fp8'], '--dtype', 'bf16'),
     (['swin_t', '--compile', 'maybe'], '--compile', 'both'),
+    (['swin_t', '--compile', '--compile-options', '{dynamic: false}'], '--compile-options', 'JSON object'),
+    (['swin_t', '--compile', '--compile-options', '[1]'], '--compile-options', 'JSON object'),
+    (['swin_t', '--compile-options', '{"dynamic": false}'], '--compile-options', '--compile on'),
     (['swin_t', '--size', '224', '--size', '16'], '--size', 'at least 32'),
 ])
 def test_argument_errors_name_the_argument(argv, argument, detail, capsys):
@@ -380,6 +383,21 @@ def test_settings_are_the_product_of_dtypes_and_compilation_in_table_order():
     assert [s.label for s in bench.settings_of(args)] == ['fp32', 'bf16', 'compiled', 'bf16+compiled']
     assert [s.label for s in bench.settings_of(bench.parse_args(['swin_t', '--compile']))] == ['compiled']
     assert [s.label for s in bench.settings_of(bench.parse_args(['swin_t']))] == ['fp32']
+
+
+def test_compile_options_become_the_compiled_models_compile_blocks_and_the_header_says_them():
+    argv = ['swin_t', '--compile', 'both', '--compile-options', '{"dynamic": false}']
+    args = bench.parse_args(argv)
+    opts = bench.BuildOptions(size=(64, 64), drop_path_rate=0.0, with_cp=False, compile_options=args.compile_options)
+    assert bench.build_ours('swin_t', opts, compiled=True).compile_blocks == {'dynamic': False}
+    assert bench.build_ours('swin_t', opts).compile_blocks is False
+    default = bench.parse_args(['swin_t', '--compile']).compile_options
+    assert default == {} and bench.build_ours('swin_t', bench.BuildOptions((64, 64), 0.0, False), True).compile_blocks == {}
+    config = dict(sizes=[[64, 64]], batch=1, settings=['fp32', 'compiled'], warmup=1, repeat=1, clock='cpu', mode='fwd',
+                  with_cp=False, memory_method='none', reference='none', compile_options=args.compile_options)
+    env = bench.environment(args, torch.device('cpu'))
+    assert "ours: fp32, compiled (compile_blocks={'dynamic': False})" in bench.format_header(env, config)
+    assert 'compile_blocks' not in bench.format_header(env, {**config, 'settings': ['fp32']})
 
 
 def test_several_sizes_are_kept_in_order_without_duplicates():

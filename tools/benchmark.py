@@ -2,7 +2,8 @@
 
     python tools/benchmark.py MODEL [MODEL ...] [--size H W | --size S] [--size ...] [--batch B]
         [--repeat N] [--warmup K] [--threads T] [--reference auto|mmdet|mmseg|timm|none|<one of our models>]
-        [--dtype fp32|bf16|fp16 [...]] [--compile [on|both]] [--with-cp] [--mode fwd|fwdbwd|both]
+        [--dtype fp32|bf16|fp16 [...]] [--compile [on|both]] [--compile-options JSON] [--with-cp]
+        [--mode fwd|fwdbwd|both]
         [--memory profiler|rss|none] [--clock wall|cpu] [--gemm-size N] [--device cpu|cuda] [--malloc keep|glibc]
         [--json OUT] [--plot OUT.png] [--markdown OUT.md|-]
     python tools/benchmark.py --from-json OUT.json [--markdown OUT.md|-] [--plot OUT.png]
@@ -18,7 +19,8 @@ Our model can run in several *settings* at once, each a subject of its own, all 
 reference: ``--dtype`` runs the forward under ``torch.autocast`` in bf16 or fp16 (the backward runs
 outside it, as in training; the reference always runs in fp32), ``--compile`` builds ours with
 ``compile_blocks=dict()`` (compiled on every device, also on a CPU where ``True`` stays eager; ``--compile both``:
-eager and compiled). ``--dtype fp32 bf16 --compile both``
+eager and compiled; ``--compile-options '{"dynamic": false}'`` passes that dict instead: static shapes, the
+setting docs/performance.md measures on a CPU). ``--dtype fp32 bf16 --compile both``
 gives the four settings of the README table: fp32, bf16, compiled, bf16+compiled. A compiled subject's
 first call of each mode is untimed and reported as its compile time (wall clock). ``--reference auto``
 takes the first installed reference that has the model's family (mmdet, mmseg, timm), else our own
@@ -180,6 +182,7 @@ class BuildOptions:
     size: tuple[int, int]
     drop_path_rate: float
     with_cp: bool
+    compile_options: dict[str, Any] = field(default_factory=dict)  # our compile_blocks, when compiled
 
 
 @dataclass
@@ -579,7 +582,7 @@ def progress_bar(total: int, disable: bool = False) -> Any:
 def build_ours(name: str, opts: BuildOptions, compiled: bool = False) -> nn.Module:
     torch.manual_seed(0)
     return vt_backbones.create_backbone(name, drop_path_rate=opts.drop_path_rate, with_cp=opts.with_cp,
-                                        compile_blocks={} if compiled else False)
+                                        compile_blocks=dict(opts.compile_options) if compiled else False)
 
 
 def resolve_reference(reference: str, name: str) -> str:
@@ -669,7 +672,7 @@ def benchmark_one(name: str, size: tuple[int, int], args: argparse.Namespace, de
                   log: Callable[[str], None], progress: Callable[[], None] = lambda: None) -> list[dict]:
     """Measures ``name`` at ``size`` in every setting against the reference: one result per setting."""
     H, W = size
-    opts = BuildOptions(size=(H, W), drop_path_rate=0.0, with_cp=args.with_cp)
+    opts = BuildOptions(size=(H, W), drop_path_rate=0.0, with_cp=args.with_cp, compile_options=args.compile_options)
     ours = [Subject(name if setting == Setting() else f'{name}:{setting.label}', 'vt_backbones',
                     build_ours(name, opts, setting.compiled), setting) for setting in settings_of(args)]
     reference = resolve_reference(args.reference, name)
@@ -864,7 +867,9 @@ def format_header(env: dict[str, Any], config: dict[str, Any]) -> str:
         f"{env['gpu'] or env['cpu']} ({env['cpu_count']} logical CPUs)" + ''.join(f' | {r}' for r in refs)
         + (f" | THP_MEM_ALLOC_ENABLE={env.get('thp_alloc', '?')} (kernel THP {env.get('kernel_thp', '?')})"
            f" | malloc: {env.get('malloc', '?')}" if env['device'] == 'cpu' else ''),
-        f"# input {config['batch']}x3x({sizes}) | ours: {', '.join(config['settings'])} | warmup {config['warmup']} + repeat {config['repeat']} "
+        f"# input {config['batch']}x3x({sizes}) | ours: {', '.join(config['settings'])}"
+        + (f" (compile_blocks={config.get('compile_options', {})!r})"
+           if any('compiled' in s for s in config['settings']) else '') + f" | warmup {config['warmup']} + repeat {config['repeat']} "
         f"({config['clock']} clock), "
         f"ours and reference interleaved (AB, BA, ...) | mode {config['mode']} | with_cp {config['with_cp']} "
         f"| drop_path_rate 0",
@@ -903,6 +908,17 @@ def write_json_atomic(path: str, data: Any) -> None:
 
 
 # ---- arguments ----------------------------------------------------------------------------------
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f'expected a JSON object, e.g. \'{{"dynamic": false}}\', got {text!r} '
+                                         f'({exc.msg})') from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f'expected a JSON object, e.g. \'{{"dynamic": false}}\', got {text!r}')
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -952,6 +968,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--compile', nargs='?', const='on', default='off', choices=['off', 'on', 'both'],
                         help='build ours with compile_blocks=dict(), compiled on every device (--compile or --compile '
                              'on), or measure both eager and compiled (--compile both)')
+    parser.add_argument('--compile-options', type=_json_object, default={}, metavar='JSON',
+                        help='the dict of torch.compile options that --compile passes as compile_blocks, e.g. '
+                             '\'{"dynamic": false}\' for static shapes (default: {}, inductor with dynamic shapes)')
     parser.add_argument('--with-cp', action='store_true', help='activation checkpointing (ours and the reference)')
     parser.add_argument('--mode', choices=['fwd', 'fwdbwd', 'both'], default='both')
     parser.add_argument('--memory', choices=['profiler', 'rss', 'none'], default='profiler',
@@ -1030,6 +1049,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error('argument --device: cuda requested but torch.cuda.is_available() is False')
     if args.device == 'cuda' and args.clock == 'cpu':
         parser.error('argument --clock: cpu time does not measure GPU work; use wall with --device cuda')
+    if args.compile_options and args.compile == 'off':
+        parser.error('argument --compile-options: it sets how --compile compiles; add --compile on or --compile both')
     if args.reference in REFERENCES:
         source = REFERENCES[args.reference]
         if package_version(source.package) is None:
@@ -1084,7 +1105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               'repeat': args.repeat, 'warmup': args.warmup, 'clock': args.clock, 'reference': args.reference,
               'settings': [s.label for s in settings_of(args)], 'with_cp': args.with_cp, 'mode': args.mode,
               'threads': torch.get_num_threads(), 'memory_method': memory_method, 'drop_path_rate': 0.0,
-              'gemm_size': args.gemm_size}
+              'gemm_size': args.gemm_size, 'compile_options': args.compile_options}
     env = environment(args, device)
     env['malloc'] = malloc
     jobs = [(name, size) for name in args.models for size in args.sizes]
