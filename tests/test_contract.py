@@ -12,7 +12,6 @@ import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import vt_backbones
-from vt_backbones import layers
 from vt_backbones.convert import CONVERTERS
 
 from conftest import REFERENCE, fill_padding_with
