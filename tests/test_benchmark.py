@@ -464,6 +464,17 @@ def test_markdown_table_has_one_row_per_model_and_size_and_two_columns_per_setti
     assert rows[2].endswith('| 1.00× | 1.00× | 0.48 | - | - | - | 0.48 |')  # a setting not measured for a model
 
 
+def test_markdown_table_gives_compiled_settings_their_compile_seconds():
+    compiled = {**_result('swin_t', (224, 224), 'compiled', 1.02, 1.0), 'compiled': True, 'compile_s': {'fwdbwd': 93.4}}
+    results = [_result('swin_t', (224, 224), 'fp32', 0.98, 1.0), compiled,
+               _result('swin_t', (512, 512), 'fp32', 0.9, 0.99)]
+    lines = bench.format_markdown(results, ['fwdbwd'], CONFIG, 'python tools/benchmark.py swin_t').splitlines()
+    assert lines[2] == ('| model | size | reference | fp32 time | fp32 memory | fp32 roofline | compiled time '
+                        '| compiled memory | compiled roofline | compiled compile s | reference roofline |')
+    assert lines[4].endswith('| 1.02× | 1.00× | 0.47 | 93 | 0.48 |')
+    assert lines[5].endswith('| 0.90× | 0.99× | 0.53 | - | - | - | - | 0.48 |')
+
+
 def test_plot_is_a_png_written_atomically(tmp_path):
     results = [_result('swin_t', (224, 224), 'fp32', 1.0, 1.0), _result('swin_t', (512, 512), 'fp32', 5.0, 5.0)]
     path = tmp_path / 'scaling.png'
