@@ -915,13 +915,13 @@ def write_json_atomic(path: str, data: Any) -> None:
 
 # ---- arguments ----------------------------------------------------------------------------------
 def _json_object(text: str) -> dict[str, Any]:
+    expected = f'expected a JSON object, e.g. \'{{"dynamic": false}}\', got {text!r}'
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f'expected a JSON object, e.g. \'{{"dynamic": false}}\', got {text!r} '
-                                         f'({exc.msg})') from None
+        raise argparse.ArgumentTypeError(f'{expected} ({exc.msg})') from None
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f'expected a JSON object, e.g. \'{{"dynamic": false}}\', got {text!r}')
+        raise argparse.ArgumentTypeError(expected)
     return value
 
 
