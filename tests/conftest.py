@@ -54,7 +54,8 @@ def load_tool(name: str):
 
 def fill_padding_with(monkeypatch: pytest.MonkeyPatch, value: float) -> None:
     """Makes every token that attention must ignore ``value``: what `layers.pad_hw` pads, and the padding slots
-    that a `layers.WindowGrid` fills with real tokens (the slots its ``reverse_index`` never reads)."""
+    that a `layers.WindowGrid` fills with real tokens (the slots its ``reverse_index`` never reads). Focal's
+    neighbour keys gather from the map directly: `test_focal.py::test_keys_the_mask_hides_are_never_read`."""
     from vt_backbones import layers
     monkeypatch.setattr(layers.pad_hw, '__defaults__', (True, value))
     partition = layers.WindowGrid.partition

@@ -7,11 +7,14 @@ official code cannot be vendored here).
 """
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 import vt_backbones
 from vt_backbones.convert import ConversionError, convert_state_dict
+from vt_backbones.models import focal
 from vt_backbones.models.focal import FocalTransformer, focal_layout, neighbour_offsets
 
 from test_convert import fake_official
@@ -97,6 +100,26 @@ def test_mask_wrapped_changes_outputs():
     b.load_state_dict(a.state_dict())
     with torch.no_grad():
         assert not torch.allclose(a(x)[0], b(x)[0])
+
+
+@pytest.mark.parametrize('mask_wrapped', [False, True])
+def test_keys_the_mask_hides_are_never_read(mask_wrapped, monkeypatch):
+    """At a size padded in every stage, every local key the layout masks (padding, which reads a wrapped-around
+    real token, and with mask_wrapped the wrapped neighbours) is made to read another token: no output moves."""
+    model, x = small(mask_wrapped=mask_wrapped), torch.randn(1, 3, 97, 131)
+    with torch.no_grad():
+        reference = model(x)
+
+        def layout_reading_other_tokens(*args, **kwargs):
+            layout = focal_layout(*args, **kwargs)
+            hidden = ~layout.key_mask[:, :layout.local_index.numel() // layout.grid.num_windows].reshape(-1)
+            assert hidden.any()
+            other = (layout.local_index + 1) % (layout.grid.height * layout.grid.width)
+            return dataclasses.replace(layout, local_index=torch.where(hidden, other, layout.local_index))
+        monkeypatch.setattr(focal, 'focal_layout', layout_reading_other_tokens)
+        moved = model(x)
+    for ref, out in zip(reference, moved):
+        torch.testing.assert_close(out, ref, rtol=0, atol=0)
 
 
 def test_pooling_is_the_mean_of_real_tokens_at_init():

@@ -136,7 +136,7 @@ def pad_hw(x: Tensor, height: int, width: int, channels_last: bool = True, value
     """Pads a feature map at the bottom/right to ``height x width`` for masked attention.
 
     ``[B, H, W, C]`` (``channels_last``) or ``[B, C, H, W]``. Every family pads tokens that attention
-    must ignore through this one function or a `WindowGrid` (whose gather fills its padding slots with real
+    must ignore through this one function or a gather by `unpadded_token_index` (which fills padding with real
     tokens), so tests can fill both with a large value and check that no output of a real token moves.
     """
     H, W = (x.shape[1], x.shape[2]) if channels_last else (x.shape[2], x.shape[3])
@@ -155,6 +155,13 @@ def remainder(index: Tensor, divisor: int) -> Tensor:
     """``index % divisor`` (floor semantics, as Python's ``%``) written as ``index - index // divisor * divisor``:
     the ONNX exporter cannot translate a remainder by a symbolic size, but can a floor division."""
     return index - index // divisor * divisor
+
+
+def unpadded_token_index(rows: Tensor, cols: Tensor, height: int, width: int) -> Tensor:
+    """Flat indices into an ``H x W`` map (``[B, H * W, C]``) of positions ``(rows, cols)`` of its bottom/right
+    padded frame, a padding position reading the real token its row and column wrap around to: a gather then pads
+    without a padded copy of the map, for attention that masks the padding (any finite value is right there)."""
+    return remainder(rows, height) * width + remainder(cols, width)
 
 
 def shorter_side(H: int, W: int) -> int:
@@ -194,9 +201,8 @@ class WindowGrid:
     keeps attention inside Swin's shifted regions and away from padded tokens. Boolean, so that it serves
     every dtype: see `window_attn_mask`.
 
-    The gather pads without a padded copy of the map: a padding slot reads a real token (its row and column
-    wrapped around), which the mask hides from every real query, and `reverse` drops its output (a padded copy
-    cost Swin-T 2% of a fwd+bwd step at 512x512).
+    The gather pads without a padded copy of the map (`unpadded_token_index`): the mask hides a padding slot from
+    every real query and `reverse` drops its output (a padded copy cost Swin-T 2% of a fwd+bwd step at 512x512).
     """
     height: int
     width: int
@@ -293,7 +299,7 @@ def window_grid(height: int, width: int, window: tuple[int, int], shift: tuple[i
     cols = remainder(win // dw, blocks_w) * block_w + remainder(tok, ww) * dw + remainder(win, dw)
     # After the roll by -shift, position (r, c) holds the token from ((r + sh) % Hp, (c + sw) % Wp).
     source_rows, source_cols = remainder(rows + sh, Hp), remainder(cols + sw, Wp)
-    partition_index = (remainder(source_rows, height) * width + remainder(source_cols, width)).reshape(-1)
+    partition_index = unpadded_token_index(source_rows, source_cols, height, width).reshape(-1)
     # The inverse: token (r, c) sits at rolled position ((r - sh) % Hp, (c - sw) % Wp), i.e. in the slot
     # of that position's window and token.
     r = remainder(torch.arange(height, device=device) - sh, Hp)

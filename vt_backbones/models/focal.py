@@ -58,7 +58,7 @@ from ..base import ALL_STAGES, NUM_STAGES, StagedBackbone, stage_channels
 from ..engine.recipes import SWIN_NO_DECAY, swin_recipes
 from ..convert import FamilyConverter, OurLayout, SourceFormat, StateDict, drop, register_converter, rename
 from ..layers import (BlockSettings, DropPath, Mlp, PatchEmbed, WindowGrid, attention, bhwc_to_nchw,
-                      cached_per_shape, ceil_div, pad_hw, relative_position_bias, remainder,
+                      cached_per_shape, ceil_div, relative_position_bias, remainder, unpadded_token_index,
                       window_attn_mask, window_grid)
 from ..registry import MODELS
 
@@ -90,7 +90,7 @@ class FocalLayout:
     """Where every window of an ``H x W`` map takes its keys (`focal_layout`).
 
     ``grid`` partitions the queries (and the tokens to pool); ``local_index`` (``[nW * L]``) picks, for every
-    window, its own tokens then its neighbours from the padded map (flattened); ``pooled_index``
+    window, its own tokens then its neighbours from the map (flattened; padding reads real tokens, masked); ``pooled_index``
     (``[nW * f^2]``) picks the pooled windows around it; ``key_mask`` (boolean ``[nW, L + f^2]``, True where a
     key may be attended) masks padding, pooled windows outside the map, the neighbours of a map whose shorter
     side is the window (official rule) and, with ``mask_wrapped``, wrapped neighbours; ``pool_weight_scale``
@@ -136,7 +136,7 @@ def focal_layout(height: int, width: int, window: int, expand: int, focal_window
                                torch.scalar_tensor(width, dtype=torch.long, device=device))
     is_neighbour = torch.arange(dr.numel(), device=device) >= N
     local_masked = local_masked | (is_neighbour & (short_side == window))
-    local_index = (rows * Wp + cols).reshape(-1)
+    local_index = unpadded_token_index(rows, cols, height, width).reshape(-1)  # padding is masked above
 
     # Pooled windows: the focal_window x focal_window around each window (nn.Unfold's order and zero border).
     k = torch.arange(focal_window ** 2, device=device)
@@ -192,8 +192,8 @@ class FocalAttention(nn.Module):
         b_q, b_kv = self.qkv.bias.split([C, 2 * C]) if self.qkv.bias is not None else (None, None)
         q = grid.partition(F.linear(x, w_q, b_q)).view(B * nW, N, heads, -1).transpose(1, 2)
 
-        kv = pad_hw(F.linear(x, w_kv, b_kv), grid.padded_height, grid.padded_width)
-        local = kv.reshape(B, -1, 2 * C).index_select(1, layout.local_index).view(B, nW, -1, 2 * C)
+        kv = F.linear(x, w_kv, b_kv).reshape(B, -1, 2 * C)
+        local = kv.index_select(1, layout.local_index).view(B, nW, -1, 2 * C)
         pooled = F.linear(pooled, w_kv, b_kv).index_select(1, layout.pooled_index).view(B, nW, -1, 2 * C)
         kv = torch.cat([local, pooled], dim=2)  # [B, nW, L + f^2, 2C]
         k, v = kv.view(B * nW, -1, 2, heads, C // heads).permute(2, 0, 3, 1, 4).unbind(0)
